@@ -1,0 +1,21 @@
+//===- InitQloracc.cpp - One registration for every tool ------------------===//
+#include "compiler/Registration/InitQloracc.h"
+
+#include "dialects/qlora/QloraDialect.h"
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Arith/IR/Arith.h"
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/Dialect/Tensor/IR/Tensor.h"
+#include "mlir/IR/DialectRegistry.h"
+#include "mlir/Transforms/Passes.h"
+
+void qloracc::registerQloraccDialects(mlir::DialectRegistry &registry) {
+  registry.insert<mlir::qlora::QloraDialect, mlir::arith::ArithDialect,
+                  mlir::func::FuncDialect, mlir::tensor::TensorDialect>();
+}
+
+void qloracc::registerQloraccPasses() {
+  mlir::registerTransformsPasses();
+  mlir::qlora::registerQloraccPasses();
+}

@@ -1,0 +1,23 @@
+//===- QloraDialect.h - The qlora dialect -----------------------*- C++ -*-===//
+#ifndef QLORACC_DIALECTS_QLORA_QLORADIALECT_H
+#define QLORACC_DIALECTS_QLORA_QLORADIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/Interfaces/InferTypeOpInterface.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/qlora/QloraDialect.h.inc"
+#include "dialects/qlora/QloraEnums.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/qlora/QloraAttrs.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialects/qlora/QloraOps.h.inc"
+
+#endif // QLORACC_DIALECTS_QLORA_QLORADIALECT_H

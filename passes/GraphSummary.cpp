@@ -1,0 +1,130 @@
+//===- GraphSummary.cpp - --qlora-graph-summary ---------------------------===//
+//
+// A read-only report of what a training graph will need before memory
+// planning exists: parameters by class and the values of the forward pass.
+//
+//===----------------------------------------------------------------------===//
+#include "passes/Passes.h"
+
+#include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/MapVector.h"
+#include "llvm/Support/Format.h"
+#include "llvm/Support/raw_ostream.h"
+
+namespace mlir::qlora {
+#define GEN_PASS_DEF_QLORAGRAPHSUMMARYPASS
+#include "passes/Passes.h.inc"
+
+namespace {
+
+/// Bytes of a statically shaped tensor, rounding sub-byte types up.
+int64_t tensorBytes(RankedTensorType type) {
+  int64_t bits = type.getElementType().getIntOrFloatBitWidth();
+  return (type.getNumElements() * bits + 7) / 8;
+}
+
+std::string formatBytes(int64_t bytes) {
+  static constexpr const char *kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
+  double value = double(bytes);
+  int unit = 0;
+  while (value >= 1024.0 && unit < 4) {
+    value /= 1024.0;
+    ++unit;
+  }
+  std::string text;
+  llvm::raw_string_ostream os(text);
+  os << llvm::format(unit == 0 ? "%.0f %s" : "%.2f %s", value, kUnits[unit]);
+  return text;
+}
+
+struct Tally {
+  int64_t tensors = 0;
+  int64_t elements = 0;
+  int64_t bytes = 0;
+
+  void add(RankedTensorType type) {
+    ++tensors;
+    elements += type.getNumElements();
+    bytes += tensorBytes(type);
+  }
+};
+
+struct GraphSummaryPass
+    : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
+  void runOnOperation() override {
+    ModuleOp module = getOperation();
+    llvm::MapVector<Type, Tally> frozenByType;
+    Tally frozen, lora, forwardValues;
+    int64_t shapeOnly = 0;
+    llvm::MapVector<StringRef, int64_t> opCounts;
+
+    module.walk([&](Operation *op) {
+      if (!isa<QloraDialect>(op->getDialect()))
+        return;
+      ++opCounts[op->getName().getStringRef()];
+      if (auto weight = dyn_cast<WeightOp>(op)) {
+        frozen.add(weight.getType());
+        frozenByType[weight.getType().getElementType()].add(weight.getType());
+        shapeOnly += weight.isShapeOnly();
+        return;
+      }
+      if (auto param = dyn_cast<LoraParamOp>(op)) {
+        lora.add(param.getType());
+        return;
+      }
+      for (Value result : op->getResults())
+        if (auto type = dyn_cast<RankedTensorType>(result.getType()))
+          forwardValues.add(type);
+    });
+
+    llvm::raw_ostream &os = llvm::outs();
+    os << "qlora graph summary";
+    if (auto model = module->getAttrOfType<ModelConfigAttr>(
+            QloraDialect::kModelAttrName))
+      os << ": " << model.getArchitecture() << " '" << model.getNameOrPath()
+         << "', " << model.getNumHiddenLayers() << " layers, hidden "
+         << model.getHiddenSize() << ", vocab " << model.getVocabSize();
+    os << "\n";
+    if (auto config =
+            module->getAttrOfType<LoraConfigAttr>(QloraDialect::kLoraAttrName))
+      os << "  LoRA r=" << config.getR()
+         << llvm::format(" alpha=%g scaling=%g", config.getAlpha().convertToDouble(),
+                         config.getScaling())
+         << " on " << config.getTargets().size() << " module kind(s)\n";
+
+    auto row = [&](StringRef what, const Tally &tally, StringRef note = "") {
+      os << "  " << llvm::left_justify(what, 26)
+         << llvm::right_justify(std::to_string(tally.tensors), 6)
+         << " tensors " << llvm::right_justify(std::to_string(tally.elements),
+                                               14)
+         << " elements " << llvm::right_justify(formatBytes(tally.bytes), 11);
+      if (!note.empty())
+        os << "  (" << note << ")";
+      os << "\n";
+    };
+    row("frozen weights", frozen,
+        shapeOnly ? std::to_string(shapeOnly) + " shape-only" : "");
+    for (auto &[type, tally] : frozenByType) {
+      std::string label;
+      llvm::raw_string_ostream(label) << "  of " << type;
+      row(label, tally);
+    }
+    row("LoRA parameters (f32)", lora);
+    // One fp32 gradient per LoRA parameter, and AdamW's two moments.
+    row("LoRA gradients (f32)", lora);
+    Tally adam{2 * lora.tensors, 2 * lora.elements, 2 * lora.bytes};
+    row("AdamW state (f32, m + v)", adam);
+    row("forward values", forwardValues,
+        "upper bound on saved activations, before remat and planning");
+    int64_t total = frozen.bytes + 4 * lora.bytes + forwardValues.bytes;
+    os << "  total before planning: " << formatBytes(total) << "\n";
+    os << "  ops:";
+    for (auto &[name, count] : opCounts)
+      os << " " << name << "=" << count;
+    os << "\n";
+    markAllAnalysesPreserved();
+  }
+};
+
+} // namespace
+} // namespace mlir::qlora

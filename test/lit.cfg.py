@@ -1,0 +1,26 @@
+# lit configuration for qloracc: .mlir tests of dialects and passes, and shell
+# tests (.test) of the command-line tools.
+import os
+
+import lit.formats
+from lit.llvm import llvm_config
+
+config.name = "QLORACC"
+config.test_format = lit.formats.ShTest(not llvm_config.use_lit_shell)
+config.suffixes = [".mlir", ".test"]
+config.excludes = ["Inputs", "golden", "runtime", "CMakeLists.txt", "lit.cfg.py"]
+config.test_source_root = os.path.dirname(__file__)
+config.test_exec_root = config.qloracc_obj_root
+
+llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
+llvm_config.use_default_substitutions()
+llvm_config.add_tool_substitutions(
+    ["qlora-opt", "qloracc", "qloracc-import"], [config.qloracc_tools_dir])
+
+# Fixtures committed under test/golden (made by the scripts beside them).
+config.substitutions.append(
+    ("%golden", os.path.join(config.qloracc_src_root, "test", "golden")))
+# Stdlib-only helpers that write malformed inputs for error tests.
+config.substitutions.append(
+    ("%pyhelpers", os.path.join(config.qloracc_src_root, "test", "Inputs")))
+config.substitutions.append(("%python", config.python_executable))
