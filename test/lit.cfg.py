@@ -1,6 +1,7 @@
 # lit configuration for qloracc: .mlir tests of dialects and passes, and shell
 # tests (.test) of the command-line tools.
 import os
+import sys
 
 import lit.formats
 from lit.llvm import llvm_config
@@ -23,4 +24,4 @@ config.substitutions.append(
 # Stdlib-only helpers that write malformed inputs for error tests.
 config.substitutions.append(
     ("%pyhelpers", os.path.join(config.qloracc_src_root, "test", "Inputs")))
-config.substitutions.append(("%python", config.python_executable))
+config.substitutions.append(("%python", sys.executable))

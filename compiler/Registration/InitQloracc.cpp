@@ -1,7 +1,9 @@
 //===- InitQloracc.cpp - One registration for every tool ------------------===//
 #include "compiler/Registration/InitQloracc.h"
 
+#include "dialects/nf4/Nf4Dialect.h"
 #include "dialects/qlora/QloraDialect.h"
+#include "dialects/qrt/QrtDialect.h"
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Arith/IR/Arith.h"
@@ -11,7 +13,8 @@
 #include "mlir/Transforms/Passes.h"
 
 void qloracc::registerQloraccDialects(mlir::DialectRegistry &registry) {
-  registry.insert<mlir::qlora::QloraDialect, mlir::arith::ArithDialect,
+  registry.insert<mlir::qlora::QloraDialect, mlir::nf4::Nf4Dialect,
+                  mlir::qrt::QrtDialect, mlir::arith::ArithDialect,
                   mlir::func::FuncDialect, mlir::tensor::TensorDialect>();
 }
 

@@ -25,22 +25,22 @@ template <typename AttrT>
 static LogicalResult verifyModuleAttr(Operation *op, NamedAttribute attr,
                                       StringRef expected) {
   if (!isa<ModuleOp>(op))
-    return op->emitError() << "'" << attr.getName()
+    return op->emitError() << "'" << attr.getName().getValue()
                            << "' belongs on the module, not on '"
                            << op->getName() << "'";
   if (!isa<AttrT>(attr.getValue()))
-    return op->emitError() << "'" << attr.getName() << "' must be a "
+    return op->emitError() << "'" << attr.getName().getValue() << "' must be a "
                            << expected << ", got " << attr.getValue();
   return success();
 }
 
 LogicalResult QloraDialect::verifyOperationAttribute(Operation *op,
                                                      NamedAttribute attr) {
-  if (attr.getName() == kModelAttrName)
+  if (attr.getName().getValue() == kModelAttrName)
     return verifyModuleAttr<ModelConfigAttr>(op, attr, "#qlora.model_config");
-  if (attr.getName() == kLoraAttrName)
+  if (attr.getName().getValue() == kLoraAttrName)
     return verifyModuleAttr<LoraConfigAttr>(op, attr, "#qlora.lora_config");
-  return op->emitError() << "unknown qlora attribute '" << attr.getName()
+  return op->emitError() << "unknown qlora attribute '" << attr.getName().getValue()
                          << "'; expected '" << kModelAttrName << "' or '"
                          << kLoraAttrName << "'";
 }

@@ -162,11 +162,10 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
 }
 
 LogicalResult LinearOp::verify() {
-  if (!hasLora() && ((*this)->hasAttr(getScalingAttrName()) ||
-                     (*this)->hasAttr(getDropoutAttrName())))
+  double dropout = getDropout().convertToDouble();
+  if (!hasLora() && (getScaling().convertToDouble() != 1.0 || dropout != 0.0))
     return emitOpError("scaling and dropout apply to the LoRA path; this "
                        "linear has none");
-  double dropout = getDropout().convertToDouble();
   if (!(dropout >= 0 && dropout < 1))
     return emitOpError("dropout must be in [0, 1), got ") << dropout;
   return success();

@@ -1,0 +1,159 @@
+//===- Importer.cpp - Model + LoRA configuration to a qlora graph ---------===//
+#include "compiler/Importer/Importer.h"
+
+#include "compiler/Importer/Checkpoint.h"
+#include "dialects/qlora/QloraDialect.h"
+#include "runtime/format/CounterRng.h"
+
+#include "mlir/IR/Builders.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
+#include "llvm/ADT/StringExtras.h"
+#include "llvm/Support/FileSystem.h"
+#include "llvm/Support/FormatVariadic.h"
+#include "llvm/Support/Path.h"
+
+#include <cmath>
+
+using namespace mlir;
+using namespace qloracc::importer;
+using ::qlora::format::DType;
+
+namespace {
+
+llvm::Error importError(const llvm::Twine &message) {
+  return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
+}
+
+Type elementTypeOf(MLIRContext &context, DType dtype) {
+  switch (dtype) {
+  case DType::F32:
+    return Float32Type::get(&context);
+  case DType::F16:
+    return Float16Type::get(&context);
+  case DType::BF16:
+    return BFloat16Type::get(&context);
+  default:
+    return {}; // Checkpoint::open admits float tensors only.
+  }
+}
+
+/// The `tiny` preset's weights: norms are ones (as transformers initialises
+/// them), every other tensor is uniform with standard deviation 0.02 (the
+/// std of LLaMA's normal init), drawn from the counter-based generator keyed
+/// by the seed and the tensor's name.
+ElementsAttr randomWeight(Builder &b, const FrozenTensor &tensor,
+                          uint64_t seed) {
+  int64_t count = 1;
+  for (int64_t dim : tensor.shape)
+    count *= dim;
+  std::vector<float> values(count, 1.0f);
+  bool isNorm = tensor.shape.size() == 1;
+  if (!isNorm) {
+    ::qlora::format::CounterRng rng(seed, tensor.name);
+    const float bound = 0.02f * std::sqrt(3.0f);
+    for (int64_t i = 0; i < count; ++i)
+      values[i] = rng.uniform(i, -bound, bound);
+  }
+  auto type = RankedTensorType::get(tensor.shape, b.getF32Type());
+  return DenseResourceElementsAttr::get(
+      type, tensor.name,
+      HeapAsmResourceBlob::allocateAndCopyInferAlign(llvm::ArrayRef(values)));
+}
+
+std::string absolutePath(llvm::StringRef path) {
+  llvm::SmallString<256> real;
+  if (llvm::sys::fs::real_path(path, real))
+    return path.str();
+  return real.str().str();
+}
+
+llvm::Expected<ModelConfig> resolveConfig(const ImportRequest &request) {
+  if (!request.preset.empty()) {
+    std::optional<ModelConfig> config = getPreset(request.preset);
+    if (!config)
+      return importError("unknown preset '" + request.preset +
+                         "' (expected one of: " +
+                         llvm::join(presetNames(), ", ") + ")");
+    return *config;
+  }
+  if (!llvm::sys::fs::is_directory(request.modelDirectory))
+    return importError(request.modelDirectory +
+                       ": not a directory (expected a Hugging Face model "
+                       "directory with config.json and *.safetensors)");
+  llvm::SmallString<256> configPath(request.modelDirectory);
+  llvm::sys::path::append(configPath, "config.json");
+  if (!llvm::sys::fs::exists(configPath))
+    return importError(configPath + ": not found");
+  llvm::Expected<ModelConfig> config = readHfConfig(configPath);
+  if (config)
+    config->nameOrPath = absolutePath(request.modelDirectory);
+  return config;
+}
+
+llvm::Error checkShape(const ModelConfig &config, GraphShape shape) {
+  if (shape.batch <= 0 || shape.seq <= 1)
+    return importError(llvm::formatv("--batch must be positive and --seq at "
+                                      "least 2, got batch {0}, seq {1}",
+                                      shape.batch, shape.seq)
+                           .str());
+  if (config.slidingWindow && shape.seq > *config.slidingWindow)
+    return importError(llvm::formatv("--seq {0} exceeds the model's "
+                                     "sliding_window {1}; sliding-window "
+                                     "attention is not supported",
+                                     shape.seq, *config.slidingWindow)
+                           .str());
+  return llvm::Error::success();
+}
+
+} // namespace
+
+llvm::Expected<OwningOpRef<ModuleOp>>
+qloracc::importer::importModel(MLIRContext &context,
+                               const ImportRequest &request) {
+  if (request.preset.empty() == request.modelDirectory.empty())
+    return importError("give either a model directory or --preset, not both");
+  llvm::Expected<ModelConfig> config = resolveConfig(request);
+  if (!config)
+    return config.takeError();
+
+  bool isTiny = request.preset == "tiny";
+  GraphShape shape;
+  shape.batch = request.batch.value_or(1);
+  shape.seq = request.seq.value_or(isTiny ? 64 : request.preset.empty() ? 512
+                                                                        : 2048);
+  if (llvm::Error err = checkShape(*config, shape))
+    return std::move(err);
+
+  Builder b(&context);
+  std::vector<FrozenTensor> tensors = frozenTensors(*config);
+  bool shapeOnly = request.noWeights || (!request.preset.empty() && !isTiny);
+
+  if (shapeOnly || isTiny) {
+    Type storage = isTiny ? b.getF32Type() : b.getBF16Type();
+    auto bind = [&](const FrozenTensor &tensor) -> WeightBinding {
+      if (shapeOnly)
+        return {storage, nullptr, nullptr};
+      return {storage, nullptr, randomWeight(b, tensor, request.weightSeed)};
+    };
+    return buildLossGraph(context, *config, request.lora, shape, bind);
+  }
+
+  // A tied checkpoint may still carry lm_head.weight; transformers ignores it.
+  std::vector<std::string> ignorable;
+  if (config->tieWordEmbeddings)
+    ignorable.push_back("lm_head.weight");
+  llvm::Expected<std::unique_ptr<Checkpoint>> checkpoint =
+      Checkpoint::open(request.modelDirectory, tensors, ignorable);
+  if (!checkpoint)
+    return checkpoint.takeError();
+  auto bind = [&](const FrozenTensor &tensor) -> WeightBinding {
+    const TensorLocation *location = (*checkpoint)->find(tensor.name);
+    return {elementTypeOf(context, location->tensor->dtype),
+            mlir::qlora::SourceAttr::get(&context,
+                                   absolutePath(location->file->path()),
+                                   tensor.name),
+            nullptr};
+  };
+  return buildLossGraph(context, *config, request.lora, shape, bind);
+}
