@@ -56,7 +56,9 @@ private:
                          kvHeads);
     Value v = splitHeads(projection(normed, prefix + "self_attn.", "v_proj"),
                          kvHeads);
-    Value attention = qlora::AttentionOp::create(b, loc, rope(q), rope(k), v,
+    Value qRotated = rope(q);
+    Value kRotated = rope(k);
+    Value attention = qlora::AttentionOp::create(b, loc, qRotated, kRotated, v,
                                                  /*scale=*/nullptr,
                                                  /*causal=*/nullptr);
     Value merged = reshape(attention, {shape.batch, shape.seq,
@@ -67,8 +69,8 @@ private:
     normed = rmsNorm(hidden, prefix + "post_attention_layernorm.weight");
     Value gate = projection(normed, prefix + "mlp.", "gate_proj");
     Value up = projection(normed, prefix + "mlp.", "up_proj");
-    Value activated = qlora::MulOp::create(
-        b, loc, qlora::SiluOp::create(b, loc, gate), up);
+    Value gateActivated = qlora::SiluOp::create(b, loc, gate);
+    Value activated = qlora::MulOp::create(b, loc, gateActivated, up);
     Value mlpOut = projection(activated, prefix + "mlp.", "down_proj");
     return qlora::AddOp::create(b, loc, hidden, mlpOut);
   }
