@@ -23,40 +23,22 @@ public:
       : object(object), file(file), scope(scope) {}
 
   std::optional<int64_t> integer(llvm::StringRef key, bool required = true) {
-    const json *value = find(key, required);
-    if (!value)
-      return std::nullopt;
-    if (!value->is_number_integer())
-      return fail(key, "an integer", *value), std::nullopt;
-    return value->get<int64_t>();
+    return typed<int64_t>(key, required, &json::is_number_integer,
+                          "an integer");
   }
 
   std::optional<double> number(llvm::StringRef key, bool required = true) {
-    const json *value = find(key, required);
-    if (!value)
-      return std::nullopt;
-    if (!value->is_number())
-      return fail(key, "a number", *value), std::nullopt;
-    return value->get<double>();
+    return typed<double>(key, required, &json::is_number, "a number");
   }
 
   std::optional<bool> boolean(llvm::StringRef key) {
-    const json *value = find(key, /*required=*/false);
-    if (!value)
-      return std::nullopt;
-    if (!value->is_boolean())
-      return fail(key, "true or false", *value), std::nullopt;
-    return value->get<bool>();
+    return typed<bool>(key, /*required=*/false, &json::is_boolean,
+                       "true or false");
   }
 
   std::optional<std::string> string(llvm::StringRef key,
                                     bool required = true) {
-    const json *value = find(key, required);
-    if (!value)
-      return std::nullopt;
-    if (!value->is_string())
-      return fail(key, "a string", *value), std::nullopt;
-    return value->get<std::string>();
+    return typed<std::string>(key, required, &json::is_string, "a string");
   }
 
   /// The member `key` when it is present and not null.
@@ -83,6 +65,21 @@ public:
   std::optional<std::string> error;
 
 private:
+  /// The member `key` as a T when `isExpectedType` holds for it.
+  template <typename T>
+  std::optional<T> typed(llvm::StringRef key, bool required,
+                         bool (json::*isExpectedType)() const noexcept,
+                         llvm::StringRef expected) {
+    const json *value = find(key, required);
+    if (!value)
+      return std::nullopt;
+    if (!(value->*isExpectedType)()) {
+      fail(key, expected, *value);
+      return std::nullopt;
+    }
+    return value->get<T>();
+  }
+
   const json &object;
   llvm::StringRef file, scope;
 };

@@ -87,16 +87,26 @@ def config_mutation(edit):
     return apply
 
 
-def set_architecture(text):
-    config = json.loads(text)
-    config["architectures"] = ["GPT2LMHeadModel"]
-    return json.dumps(config, indent=2)
+def edit_config(change):
+    def edit(text):
+        config = json.loads(text)
+        change(config)
+        return json.dumps(config, indent=2)
+    return edit
 
 
-def drop_hidden_size(text):
-    config = json.loads(text)
-    del config["hidden_size"]
-    return json.dumps(config, indent=2)
+def llama3_v4_rope(config):
+    # transformers 4.x spelling: top-level rope_theta plus rope_scaling.
+    config.pop("rope_parameters", None)
+    config["rope_theta"] = 500000.0
+    config["rope_scaling"] = {"rope_type": "llama3", "factor": 8.0,
+                              "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8192}
+
+
+def yarn_rope(config):
+    config["rope_parameters"] = {"rope_type": "yarn", "factor": 4.0,
+                                 "rope_theta": 10000.0}
 
 
 MUTATIONS = {
@@ -105,9 +115,19 @@ MUTATIONS = {
     "wrong-shape": tensor_mutation(wrong_shape),
     "wrong-dtype": tensor_mutation(wrong_dtype),
     "offsets-past-end": tensor_mutation(fix_offsets=offsets_past_end),
-    "unsupported-architecture": config_mutation(set_architecture),
+    "unsupported-architecture": config_mutation(edit_config(
+        lambda c: c.update(architectures=["GPT2LMHeadModel"]))),
     "malformed-json": config_mutation(lambda text: text[:40]),
-    "missing-key": config_mutation(drop_hidden_size),
+    "missing-key": config_mutation(edit_config(
+        lambda c: c.pop("hidden_size"))),
+    "llama3-rope-v4-config": config_mutation(edit_config(llama3_v4_rope)),
+    "yarn-rope": config_mutation(edit_config(yarn_rope)),
+    "gelu": config_mutation(edit_config(
+        lambda c: c.update(hidden_act="gelu"))),
+    "attention-bias": config_mutation(edit_config(
+        lambda c: c.update(attention_bias=True))),
+    "kv-heads": config_mutation(edit_config(
+        lambda c: c.update(num_key_value_heads=3))),
 }
 
 
