@@ -14,18 +14,11 @@
 
 using namespace qloracc::importer;
 using qlora::format::DType;
+using qlora::format::formatShape;
 using qlora::format::SafetensorsFile;
 
 static llvm::Error checkpointError(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(), message);
-}
-
-static std::string formatShape(llvm::ArrayRef<int64_t> shape) {
-  return "[" + llvm::join(llvm::map_range(shape, [](int64_t d) {
-                            return std::to_string(d);
-                          }),
-                          ", ") +
-         "]";
 }
 
 /// The shard file names, in order: those the index lists, or the single

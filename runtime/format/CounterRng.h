@@ -1,4 +1,4 @@
-//===- CounterRng.h - Deterministic counter-based random numbers -*- C++ -*-===//
+//===- CounterRng.h - Counter-based random numbers --------------*- C++ -*-===//
 //
 // Value i of the stream (seed, name) is a pure function of the three, so the
 // compiler and the runtime, any thread and any order of creation, draw the

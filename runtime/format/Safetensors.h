@@ -14,11 +14,36 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace qlora::format {
+
+/// Size of the little-endian u64 header length that starts every file.
+inline constexpr uint64_t kSafetensorsLengthBytes = 8;
+/// The header key of the optional string->string metadata map.
+inline constexpr std::string_view kSafetensorsMetadataKey = "__metadata__";
+
+/// Bytes taken by a tensor of `dtype` and `shape`; std::nullopt when a
+/// dimension is negative, the element count does not fit int64_t or the byte
+/// size does not fit uint64_t. Shared by the reader and the writer so that
+/// both accept exactly the same shapes.
+std::optional<uint64_t> tensorByteSize(DType dtype,
+                                       std::span<const int64_t> shape);
+
+/// Spells a shape as "[2, 3]" for error messages ("[]" for a scalar).
+std::string formatShape(std::span<const int64_t> shape);
+
+/// True when `text` is well-formed UTF-8, as every JSON string must be.
+bool isValidUtf8(std::string_view text);
+
+/// `text` with control characters escaped as \xNN, and every byte from 0x80
+/// on too when `text` is not valid UTF-8: names taken from a file then keep
+/// an error message on one line and printable or loggable as JSON.
+std::string escapeForMessage(std::string_view text);
 
 /// One tensor of a safetensors file: its header entry and its bytes.
 struct TensorView {
@@ -28,6 +53,9 @@ struct TensorView {
   /// Offset of the first byte from the start of the file.
   uint64_t fileOffset = 0;
   /// The bytes, inside the file's mapping; valid while the file is open.
+  /// Not necessarily aligned for `dtype`: the format only promises 8-byte
+  /// alignment of the data buffer when the writer padded the header (ours
+  /// and the Python package do), and tensors follow each other unpadded.
   std::span<const uint8_t> bytes;
 
   int64_t numElements() const;
@@ -62,6 +90,9 @@ private:
   const uint8_t *mapping_ = nullptr;
   uint64_t mappingSize_ = 0;
   std::vector<TensorView> tensors_;
+  /// Indices into tensors_ sorted by name, for find()'s binary search;
+  /// tensors_ itself is kept in data-offset order.
+  std::vector<size_t> byName_;
   std::map<std::string, std::string> metadata_;
 };
 
