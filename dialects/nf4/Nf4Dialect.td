@@ -43,6 +43,10 @@ def Nf4_Dialect : Dialect {
   }];
   let useDefaultTypePrinterParser = 1;
   let hasConstantMaterializer = 1;
+  let extraClassDeclaration = [{
+    /// Registers the types; defined next to their storage in Nf4Types.cpp.
+    void registerTypes();
+  }];
 }
 
 class Nf4_Op<string mnemonic, list<Trait> traits = []>

@@ -5,7 +5,7 @@
 include "dialects/nf4/Nf4Dialect.td"
 include "mlir/IR/AttrTypeBase.td"
 
-def Nf4_TensorType : TypeDef<Nf4_Dialect, "Tensor"> {
+def Nf4_TensorType : TypeDef<Nf4_Dialect, "Nf4Tensor"> {
   let mnemonic = "tensor";
   let summary = "A static-shape tensor stored as blockwise NF4 codes";
   let description = [{

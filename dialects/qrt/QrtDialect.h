@@ -1,0 +1,27 @@
+//===- QrtDialect.h - The qrt dialect ---------------------------*- C++ -*-===//
+#ifndef QLORACC_DIALECTS_QRT_QRTDIALECT_H
+#define QLORACC_DIALECTS_QRT_QRTDIALECT_H
+
+#include "mlir/Bytecode/BytecodeOpInterface.h"
+#include "mlir/IR/BuiltinAttributes.h"
+#include "mlir/IR/BuiltinOps.h"
+#include "mlir/IR/BuiltinTypes.h"
+#include "mlir/IR/Dialect.h"
+#include "mlir/IR/OpDefinition.h"
+#include "mlir/IR/OpImplementation.h"
+#include "mlir/IR/SymbolTable.h"
+#include "mlir/Interfaces/SideEffectInterfaces.h"
+
+#include "dialects/qrt/QrtDialect.h.inc"
+#include "dialects/qrt/QrtEnums.h.inc"
+
+#define GET_ATTRDEF_CLASSES
+#include "dialects/qrt/QrtAttrs.h.inc"
+
+#define GET_TYPEDEF_CLASSES
+#include "dialects/qrt/QrtTypes.h.inc"
+
+#define GET_OP_CLASSES
+#include "dialects/qrt/QrtOps.h.inc"
+
+#endif // QLORACC_DIALECTS_QRT_QRTDIALECT_H
