@@ -49,8 +49,7 @@ struct Tally {
   }
 };
 
-struct GraphSummaryPass
-    : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
+struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
     llvm::MapVector<Type, Tally> frozenByType;
@@ -88,15 +87,15 @@ struct GraphSummaryPass
     if (auto config =
             module->getAttrOfType<LoraConfigAttr>(QloraDialect::kLoraAttrName))
       os << "  LoRA r=" << config.getR()
-         << llvm::format(" alpha=%g scaling=%g", config.getAlpha().convertToDouble(),
+         << llvm::format(" alpha=%g scaling=%g",
+                         config.getAlpha().convertToDouble(),
                          config.getScaling())
          << " on " << config.getTargets().size() << " module kind(s)\n";
 
     auto row = [&](StringRef what, const Tally &tally, StringRef note = "") {
       os << "  " << llvm::left_justify(what, 26)
-         << llvm::right_justify(std::to_string(tally.tensors), 6)
-         << " tensors " << llvm::right_justify(std::to_string(tally.elements),
-                                               14)
+         << llvm::right_justify(std::to_string(tally.tensors), 6) << " tensors "
+         << llvm::right_justify(std::to_string(tally.elements), 14)
          << " elements " << llvm::right_justify(formatBytes(tally.bytes), 11);
       if (!note.empty())
         os << "  (" << note << ")";

@@ -42,14 +42,13 @@ listShardFiles(llvm::StringRef directory) {
   if (!root)
     return checkpointError(error);
   auto weightMap = root->is_object() ? root->find("weight_map") : root->end();
-  if (!root->is_object() || weightMap == root->end() ||
-      !weightMap->is_object())
+  if (!root->is_object() || weightMap == root->end() || !weightMap->is_object())
     return checkpointError(index + ": expected an object with a 'weight_map' "
                                    "object of tensor name -> file name");
   std::set<std::string> names;
   for (auto &[key, file] : weightMap->items()) {
-    if (!file.is_string() || file.get<std::string>().find('/') !=
-                                 std::string::npos)
+    if (!file.is_string() ||
+        file.get<std::string>().find('/') != std::string::npos)
       return checkpointError(index + ": weight_map['" + key +
                              "']: expected a file name in the same directory, "
                              "found " +
@@ -104,8 +103,7 @@ Checkpoint::open(llvm::StringRef directory,
       return checkpointError(file + ": tensor '" + want.name +
                              "': expected shape " + formatShape(want.shape) +
                              ", found " + formatShape(have.shape));
-    if (!llvm::is_contained({DType::F32, DType::F16, DType::BF16},
-                            have.dtype))
+    if (!llvm::is_contained({DType::F32, DType::F16, DType::BF16}, have.dtype))
       return checkpointError(file + ": tensor '" + want.name +
                              "': expected dtype F32, F16 or BF16, found " +
                              std::string(dtypeName(have.dtype)));

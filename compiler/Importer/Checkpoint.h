@@ -21,7 +21,6 @@
 
 namespace qloracc::importer {
 
-
 /// Where one tensor lives.
 struct TensorLocation {
   const qlora::format::SafetensorsFile *file;

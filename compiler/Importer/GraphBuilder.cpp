@@ -20,8 +20,7 @@ namespace {
 class LossGraphBuilder {
 public:
   LossGraphBuilder(OpBuilder &builder, const ModelConfig &config,
-                   const LoraOptions &lora, GraphShape shape,
-                   WeightBinder bind)
+                   const LoraOptions &lora, GraphShape shape, WeightBinder bind)
       : b(builder), loc(builder.getUnknownLoc()), config(config), lora(lora),
         shape(shape), bind(bind), f32(builder.getF32Type()) {
     for (const FrozenTensor &tensor : frozenTensors(config))
@@ -34,12 +33,13 @@ public:
     Value tokens = entry->getArgument(0), labels = entry->getArgument(1);
 
     Value embedTable = weight("model.embed_tokens.weight");
-    Value hidden = toCompute(
-        qlora::EmbeddingOp::create(b, loc, embedTable, tokens));
+    Value hidden =
+        toCompute(qlora::EmbeddingOp::create(b, loc, embedTable, tokens));
     for (int64_t i = 0; i < config.numHiddenLayers; ++i)
       hidden = decoderLayer(hidden, "model.layers." + std::to_string(i) + ".");
     hidden = rmsNorm(hidden, "model.norm.weight");
-    Value head = config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
+    Value head =
+        config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
     Value logits = qlora::LinearOp::create(b, loc, hidden, head, Value(),
                                            Value(), nullptr, nullptr);
     Value loss = qlora::CrossEntropyOp::create(b, loc, logits, labels);
@@ -50,8 +50,8 @@ private:
   Value decoderLayer(Value hidden, const std::string &prefix) {
     int64_t heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads;
     Value normed = rmsNorm(hidden, prefix + "input_layernorm.weight");
-    Value q = splitHeads(projection(normed, prefix + "self_attn.", "q_proj"),
-                         heads);
+    Value q =
+        splitHeads(projection(normed, prefix + "self_attn.", "q_proj"), heads);
     Value k = splitHeads(projection(normed, prefix + "self_attn.", "k_proj"),
                          kvHeads);
     Value v = splitHeads(projection(normed, prefix + "self_attn.", "v_proj"),
@@ -61,8 +61,8 @@ private:
     Value attention = qlora::AttentionOp::create(b, loc, qRotated, kRotated, v,
                                                  /*scale=*/nullptr,
                                                  /*causal=*/nullptr);
-    Value merged = reshape(attention, {shape.batch, shape.seq,
-                                       heads * config.headDim});
+    Value merged =
+        reshape(attention, {shape.batch, shape.seq, heads * config.headDim});
     Value attnOut = projection(merged, prefix + "self_attn.", "o_proj");
     hidden = qlora::AddOp::create(b, loc, hidden, attnOut);
 
@@ -173,11 +173,9 @@ Attribute loraConfigAttr(Builder &b, const LoraOptions &lora) {
 
 } // namespace
 
-OwningOpRef<ModuleOp>
-qloracc::importer::buildLossGraph(MLIRContext &context,
-                                  const ModelConfig &config,
-                                  const LoraOptions &lora, GraphShape shape,
-                                  WeightBinder bind) {
+OwningOpRef<ModuleOp> qloracc::importer::buildLossGraph(
+    MLIRContext &context, const ModelConfig &config, const LoraOptions &lora,
+    GraphShape shape, WeightBinder bind) {
   context.loadDialect<qlora::QloraDialect, func::FuncDialect>();
   OpBuilder b(&context);
   Location loc = b.getUnknownLoc();

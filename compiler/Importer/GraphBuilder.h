@@ -15,8 +15,8 @@ namespace qloracc::importer {
 /// either a `#qlora.source`, an inline value, or neither (shape only).
 struct WeightBinding {
   mlir::Type elementType;
-  mlir::Attribute source;      // qlora::SourceAttr or null
-  mlir::ElementsAttr value;    // inline bytes or null
+  mlir::Attribute source;   // qlora::SourceAttr or null
+  mlir::ElementsAttr value; // inline bytes or null
 };
 
 using WeightBinder =

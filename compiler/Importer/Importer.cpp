@@ -72,9 +72,9 @@ llvm::Expected<ModelConfig> resolveConfig(const ImportRequest &request) {
   if (!request.preset.empty()) {
     std::optional<ModelConfig> config = getPreset(request.preset);
     if (!config)
-      return importError("unknown preset '" + request.preset +
-                         "' (expected one of: " +
-                         llvm::join(presetNames(), ", ") + ")");
+      return importError(
+          "unknown preset '" + request.preset +
+          "' (expected one of: " + llvm::join(presetNames(), ", ") + ")");
     return *config;
   }
   if (!llvm::sys::fs::is_directory(request.modelDirectory))
@@ -94,8 +94,8 @@ llvm::Expected<ModelConfig> resolveConfig(const ImportRequest &request) {
 llvm::Error checkShape(const ModelConfig &config, GraphShape shape) {
   if (shape.batch <= 0 || shape.seq <= 1)
     return importError(llvm::formatv("--batch must be positive and --seq at "
-                                      "least 2, got batch {0}, seq {1}",
-                                      shape.batch, shape.seq)
+                                     "least 2, got batch {0}, seq {1}",
+                                     shape.batch, shape.seq)
                            .str());
   if (config.slidingWindow && shape.seq > *config.slidingWindow)
     return importError(llvm::formatv("--seq {0} exceeds the model's "
@@ -120,8 +120,9 @@ qloracc::importer::importModel(MLIRContext &context,
   bool isTiny = request.preset == "tiny";
   GraphShape shape;
   shape.batch = request.batch.value_or(1);
-  shape.seq = request.seq.value_or(isTiny ? 64 : request.preset.empty() ? 512
-                                                                        : 2048);
+  shape.seq = request.seq.value_or(isTiny                   ? 64
+                                   : request.preset.empty() ? 512
+                                                            : 2048);
   if (llvm::Error err = checkShape(*config, shape))
     return std::move(err);
 
@@ -150,9 +151,8 @@ qloracc::importer::importModel(MLIRContext &context,
   auto bind = [&](const FrozenTensor &tensor) -> WeightBinding {
     const TensorLocation *location = (*checkpoint)->find(tensor.name);
     return {elementTypeOf(context, location->tensor->dtype),
-            mlir::qlora::SourceAttr::get(&context,
-                                   absolutePath(location->file->path()),
-                                   tensor.name),
+            mlir::qlora::SourceAttr::get(
+                &context, absolutePath(location->file->path()), tensor.name),
             nullptr};
   };
   return buildLossGraph(context, *config, request.lora, shape, bind);

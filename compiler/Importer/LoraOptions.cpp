@@ -10,8 +10,8 @@
 using namespace qloracc::importer;
 
 static constexpr llvm::StringRef kLinearModules[] = {
-    "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-    "down_proj"};
+    "q_proj",    "k_proj",  "v_proj",   "o_proj",
+    "gate_proj", "up_proj", "down_proj"};
 
 llvm::ArrayRef<llvm::StringRef> qloracc::importer::linearModuleNames() {
   return kLinearModules;
@@ -49,7 +49,8 @@ qloracc::importer::parseLoraSpec(llvm::StringRef spec) {
         if (!allLinear && !llvm::is_contained(kLinearModules, target))
           return specError("unknown target module '" + target +
                            "' (expected all-linear or some of: " +
-                           llvm::join(llvm::ArrayRef(kLinearModules), ", ") + ")");
+                           llvm::join(llvm::ArrayRef(kLinearModules), ", ") +
+                           ")");
         for (llvm::StringRef module : kLinearModules)
           if ((allLinear || module == target) &&
               !llvm::is_contained(options.targets, module))

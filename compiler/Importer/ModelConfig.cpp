@@ -36,8 +36,7 @@ public:
                        "true or false");
   }
 
-  std::optional<std::string> string(llvm::StringRef key,
-                                    bool required = true) {
+  std::optional<std::string> string(llvm::StringRef key, bool required = true) {
     return typed<std::string>(key, required, &json::is_string, "a string");
   }
 
@@ -46,19 +45,18 @@ public:
     auto it = object.find(key.str());
     if (it == object.end() || it->is_null()) {
       if (required && !error)
-        error = llvm::formatv("{0}: missing required key '{1}{2}'", file,
-                              scope, key)
+        error = llvm::formatv("{0}: missing required key '{1}{2}'", file, scope,
+                              key)
                     .str();
       return nullptr;
     }
     return &*it;
   }
 
-  void fail(llvm::StringRef key, llvm::StringRef expected,
-            const json &found) {
+  void fail(llvm::StringRef key, llvm::StringRef expected, const json &found) {
     if (!error)
-      error = llvm::formatv("{0}: key '{1}{2}': expected {3}, found {4}",
-                            file, scope, key, expected, found.dump())
+      error = llvm::formatv("{0}: key '{1}{2}': expected {3}, found {4}", file,
+                            scope, key, expected, found.dump())
                   .str();
   }
 
@@ -106,9 +104,9 @@ llvm::Error readRopeParameters(const json &rope, llvm::StringRef file,
   }
   if (*type != "llama3")
     return configError(llvm::formatv("{0}: key '{1}rope_type': unsupported "
-                                      "RoPE type '{2}' (expected 'default' or "
-                                      "'llama3')",
-                                      file, scope, *type)
+                                     "RoPE type '{2}' (expected 'default' or "
+                                     "'llama3')",
+                                     file, scope, *type)
                            .str());
   Llama3RopeScaling scaling;
   scaling.factor = fields.number("factor").value_or(0);
@@ -163,7 +161,8 @@ qloracc::importer::frozenTensors(const ModelConfig &config) {
 llvm::Expected<ModelConfig>
 qloracc::importer::readHfConfig(llvm::StringRef configPath) {
   std::string error;
-  std::optional<json> root = qlora::format::readJsonFile(configPath.str(), error);
+  std::optional<json> root =
+      qlora::format::readJsonFile(configPath.str(), error);
   if (!root)
     return configError(error);
   if (!root->is_object())
@@ -196,9 +195,8 @@ qloracc::importer::readHfConfig(llvm::StringRef configPath) {
   config.intermediateSize = fields.integer("intermediate_size").value_or(0);
   config.numHiddenLayers = fields.integer("num_hidden_layers").value_or(0);
   config.numAttentionHeads = fields.integer("num_attention_heads").value_or(0);
-  config.numKeyValueHeads =
-      fields.integer("num_key_value_heads", false)
-          .value_or(config.numAttentionHeads);
+  config.numKeyValueHeads = fields.integer("num_key_value_heads", false)
+                                .value_or(config.numAttentionHeads);
   config.rmsNormEps = fields.number("rms_norm_eps").value_or(0);
   config.maxPositionEmbeddings =
       fields.integer("max_position_embeddings", false).value_or(0);

@@ -1,4 +1,5 @@
-//===- Pipeline.h - The qloracc pass pipeline, built in one place -*- C++ -*-===//
+//===- Pipeline.h - The qloracc pass pipeline, built in one place -*- C++
+//-*-===//
 #ifndef QLORACC_COMPILER_PIPELINE_PIPELINE_H
 #define QLORACC_COMPILER_PIPELINE_PIPELINE_H
 

@@ -91,14 +91,13 @@ LogicalResult ConstantOp::verify() {
   if (!nested)
     return emitOpError("needs 'nested_absmax' because the result type ")
            << type << " is double quantized";
-  if (failed(verifyStorage(
-          *this, *nested,
-          {"nested_absmax",
-           false,
-           {type.getNumNestedBlocks()},
-           llvm::formatv("ceil({0} blocks / {1})", numBlocks,
-                         type.getDqBlockSize())
-               .str()})))
+  if (failed(verifyStorage(*this, *nested,
+                           {"nested_absmax",
+                            false,
+                            {type.getNumNestedBlocks()},
+                            llvm::formatv("ceil({0} blocks / {1})", numBlocks,
+                                          type.getDqBlockSize())
+                                .str()})))
     return failure();
   std::optional<APFloat> offset = getOffset();
   if (!offset)
@@ -157,13 +156,12 @@ static LogicalResult verifySameShape(Operation *op, StringRef role,
                                      RankedTensorType floatType,
                                      Nf4TensorType nf4Type) {
   if (!floatType.hasStaticShape())
-    return op->emitOpError() << role << " must have a static shape, got "
-                             << floatType;
+    return op->emitOpError()
+           << role << " must have a static shape, got " << floatType;
   if (floatType.getShape() != nf4Type.getShape())
     return op->emitOpError()
-           << role << " shape must equal the nf4 shape ["
-           << nf4Type.getShape() << "], got [" << floatType.getShape()
-           << "]";
+           << role << " shape must equal the nf4 shape [" << nf4Type.getShape()
+           << "], got [" << floatType.getShape() << "]";
   return success();
 }
 

@@ -40,8 +40,8 @@ Type Nf4TensorType::parse(AsmParser &parser) {
     return {};
   if (parser.parseGreater())
     return {};
-  return getChecked([&] { return parser.emitError(loc); },
-                    parser.getContext(), shape, blockSize, dqBlockSize);
+  return getChecked([&] { return parser.emitError(loc); }, parser.getContext(),
+                    shape, blockSize, dqBlockSize);
 }
 
 void Nf4TensorType::print(AsmPrinter &printer) const {

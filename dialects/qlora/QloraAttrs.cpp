@@ -75,10 +75,10 @@ LogicalResult ModelConfigAttr::verify(
   return success();
 }
 
-LogicalResult LoraConfigAttr::verify(
-    function_ref<InFlightDiagnostic()> emitError, int64_t r,
-    APFloat alphaValue, APFloat dropoutValue, bool useRslora,
-    ArrayAttr targets, int64_t seed) {
+LogicalResult
+LoraConfigAttr::verify(function_ref<InFlightDiagnostic()> emitError, int64_t r,
+                       APFloat alphaValue, APFloat dropoutValue, bool useRslora,
+                       ArrayAttr targets, int64_t seed) {
   double alpha = alphaValue.convertToDouble();
   double dropout = dropoutValue.convertToDouble();
   if (r <= 0)

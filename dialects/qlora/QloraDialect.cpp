@@ -40,7 +40,7 @@ LogicalResult QloraDialect::verifyOperationAttribute(Operation *op,
     return verifyModuleAttr<ModelConfigAttr>(op, attr, "#qlora.model_config");
   if (attr.getName().getValue() == kLoraAttrName)
     return verifyModuleAttr<LoraConfigAttr>(op, attr, "#qlora.lora_config");
-  return op->emitError() << "unknown qlora attribute '" << attr.getName().getValue()
-                         << "'; expected '" << kModelAttrName << "' or '"
-                         << kLoraAttrName << "'";
+  return op->emitError() << "unknown qlora attribute '"
+                         << attr.getName().getValue() << "'; expected '"
+                         << kModelAttrName << "' or '" << kLoraAttrName << "'";
 }

@@ -23,8 +23,7 @@ static RankedTensorType rankedType(Value value) {
 template <typename... Args>
 static LogicalResult inferError(std::optional<Location> loc, StringRef opName,
                                 Args &&...args) {
-  return emitOptionalError(loc, "'", opName, "' ",
-                           std::forward<Args>(args)...);
+  return emitOptionalError(loc, "'", opName, "' ", std::forward<Args>(args)...);
 }
 
 //===----------------------------------------------------------------------===//
@@ -39,19 +38,19 @@ LogicalResult WeightOp::verify() {
            << getName() << "'; expected at most one";
   if (auto value = getValue(); value && value->getType() != getType())
     return emitOpError("inline value of '")
-           << getName() << "' has type " << value->getType()
-           << ", expected " << getType();
+           << getName() << "' has type " << value->getType() << ", expected "
+           << getType();
   if (!getType().hasStaticShape())
-    return emitOpError("'") << getName() << "' must have a static shape, got "
-                            << getType();
+    return emitOpError("'")
+           << getName() << "' must have a static shape, got " << getType();
   return success();
 }
 
 LogicalResult LoraParamOp::verify() {
   RankedTensorType type = getType();
   if (type.getRank() != 2 || !type.hasStaticShape())
-    return emitOpError("'") << getName()
-                            << "' must be a static 2-D matrix, got " << type;
+    return emitOpError("'")
+           << getName() << "' must be a static 2-D matrix, got " << type;
   if (!type.getElementType().isF32())
     return emitOpError("'") << getName()
                             << "' is a trainable master weight and must be "
@@ -83,8 +82,7 @@ LogicalResult EmbeddingOp::inferReturnTypes(MLIRContext *,
 // CastOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult CastOp::inferReturnTypes(MLIRContext *,
-                                       std::optional<Location>,
+LogicalResult CastOp::inferReturnTypes(MLIRContext *, std::optional<Location>,
                                        Adaptor adaptor,
                                        SmallVectorImpl<Type> &results) {
   results.push_back(rankedType(adaptor.getInput()).clone(adaptor.getTo()));
@@ -120,7 +118,8 @@ LogicalResult RmsNormOp::inferReturnTypes(MLIRContext *,
 
 LogicalResult RmsNormOp::verify() {
   if (!(getEps().convertToDouble() > 0))
-    return emitOpError("eps must be positive, got ") << getEps().convertToDouble();
+    return emitOpError("eps must be positive, got ")
+           << getEps().convertToDouble();
   return success();
 }
 
@@ -143,8 +142,7 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
   int64_t in = input.getShape().back(), out = weight.getDimSize(0);
   if (weight.getDimSize(1) != in)
     return inferError(loc, op, "weight must be [", out, ", ", in,
-                      "] to match the input's ", in, " features, got ",
-                      weight);
+                      "] to match the input's ", in, " features, got ", weight);
   if (Value loraA = adaptor.getLoraA()) {
     RankedTensorType a = rankedType(loraA);
     RankedTensorType b = rankedType(adaptor.getLoraB());
@@ -191,7 +189,8 @@ LogicalResult RopeOp::inferReturnTypes(MLIRContext *,
 
 LogicalResult RopeOp::verify() {
   if (!(getTheta().convertToDouble() > 0))
-    return emitOpError("theta must be positive, got ") << getTheta().convertToDouble();
+    return emitOpError("theta must be positive, got ")
+           << getTheta().convertToDouble();
   return success();
 }
 
@@ -248,8 +247,8 @@ LogicalResult ReshapeOp::inferReturnTypes(MLIRContext *,
   auto result = RankedTensorType::get(shape, input.getElementType());
   if (!input.hasStaticShape() ||
       input.getNumElements() != result.getNumElements())
-    return inferError(loc, getOperationName(), "cannot reshape ", input,
-                      " to ", result, ": element counts differ");
+    return inferError(loc, getOperationName(), "cannot reshape ", input, " to ",
+                      result, ": element counts differ");
   results.push_back(result);
   return success();
 }

@@ -102,7 +102,9 @@ LogicalResult PrefetchOp::verify() {
   return verifyPagedBuffer(*this, getBuffer());
 }
 
-LogicalResult EvictOp::verify() { return verifyPagedBuffer(*this, getBuffer()); }
+LogicalResult EvictOp::verify() {
+  return verifyPagedBuffer(*this, getBuffer());
+}
 
 //===----------------------------------------------------------------------===//
 // KernelOp
@@ -150,9 +152,8 @@ static LogicalResult verifyDim3(LaunchOp op, StringRef name,
       return op.emitOpError("'")
              << name << "' " << axis << " must be positive, got " << dim;
     if (dim > limit)
-      return op.emitOpError("'") << name << "' " << axis
-                                 << " must be at most " << limit << ", got "
-                                 << dim;
+      return op.emitOpError("'") << name << "' " << axis << " must be at most "
+                                 << limit << ", got " << dim;
   }
   return success();
 }
@@ -176,8 +177,7 @@ LogicalResult LaunchOp::verify() {
   return success();
 }
 
-LogicalResult
-LaunchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
+LogicalResult LaunchOp::verifySymbolUses(SymbolTableCollection &symbolTable) {
   Operation *symbol =
       symbolTable.lookupNearestSymbolFrom(*this, getKernelAttr());
   if (!symbol)

@@ -13,6 +13,6 @@ int main(int argc, char **argv) {
   mlir::DialectRegistry registry;
   qloracc::registerQloraccDialects(registry);
   qloracc::registerQloraccPasses();
-  return mlir::asMainReturnCode(mlir::MlirOptMain(
-      argc, argv, "qloracc optimizer driver\n", registry));
+  return mlir::asMainReturnCode(
+      mlir::MlirOptMain(argc, argv, "qloracc optimizer driver\n", registry));
 }

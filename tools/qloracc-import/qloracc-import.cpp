@@ -19,9 +19,9 @@ using namespace qloracc::importer;
 
 static cl::OptionCategory category("qloracc-import options");
 
-static cl::opt<std::string>
-    modelDirectory(cl::Positional, cl::desc("<hf-model-dir>"),
-                   cl::cat(category));
+static cl::opt<std::string> modelDirectory(cl::Positional,
+                                           cl::desc("<hf-model-dir>"),
+                                           cl::cat(category));
 static cl::opt<std::string>
     preset("preset",
            cl::desc("Built-in model instead of a directory: tiny (random "
@@ -44,12 +44,12 @@ static cl::opt<bool> rslora("rslora",
                             cl::desc("Scale LoRA by alpha/sqrt(r) (rsLoRA)"),
                             cl::cat(category));
 static cl::opt<int64_t> batchSize("batch", cl::desc("Batch size (default 1)"),
-                              cl::cat(category));
-static cl::opt<int64_t>
-    seqLength("seq",
-        cl::desc("Sequence length (default: 64 for tiny, 2048 for the other "
-                 "presets, 512 for a directory)"),
-        cl::cat(category));
+                                  cl::cat(category));
+static cl::opt<int64_t> seqLength(
+    "seq",
+    cl::desc("Sequence length (default: 64 for tiny, 2048 for the other "
+             "presets, 512 for a directory)"),
+    cl::cat(category));
 static cl::opt<int64_t> seed("seed", cl::desc("Seed of the LoRA init"),
                              cl::init(0), cl::cat(category));
 static cl::opt<uint64_t>
