@@ -104,7 +104,7 @@ def Nf4_DequantizeOp : Nf4_Op<"dequantize", [Pure]> {
   let arguments = (ins Nf4_TensorType:$input);
   let results = (outs Nf4_FloatTensor:$result);
   let assemblyFormat = [{
-    $input attr-dict `:` type($input) `->` qualified(type($result))
+    $input attr-dict `:` qualified(type($input)) `->` qualified(type($result))
   }];
   let hasVerifier = 1;
 }

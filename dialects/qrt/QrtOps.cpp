@@ -127,7 +127,7 @@ LogicalResult KernelOp::verify() {
     if (!isa<IntegerAttr, FloatAttr, StringAttr, TypeAttr, DenseI64ArrayAttr>(
             value))
       return emitOpError("param '")
-             << param.getName()
+             << param.getName().getValue()
              << "' must be an integer, float, bool, string, type or i64 "
                 "array, got "
              << value;
