@@ -9,13 +9,10 @@
 
 using namespace qloracc::importer;
 
+/// The linear modules of a LLaMA block, in PEFT's "all-linear" order.
 static constexpr llvm::StringRef kLinearModules[] = {
     "q_proj",    "k_proj",  "v_proj",   "o_proj",
     "gate_proj", "up_proj", "down_proj"};
-
-llvm::ArrayRef<llvm::StringRef> qloracc::importer::linearModuleNames() {
-  return kLinearModules;
-}
 
 double LoraOptions::scaling() const {
   return useRslora ? alpha / std::sqrt(double(r)) : alpha / double(r);

@@ -25,9 +25,6 @@ struct LoraOptions {
   double scaling() const;
 };
 
-/// The linear modules of a LLaMA block, in PEFT's "all-linear" order.
-llvm::ArrayRef<llvm::StringRef> linearModuleNames();
-
 /// Parses `r=16,alpha=32,dropout=0.05,targets=q_proj,v_proj` (targets take
 /// the rest of the list; `targets=all-linear` names every linear module but
 /// lm_head, as PEFT does). Unspecified keys keep PEFT-like defaults.

@@ -122,17 +122,6 @@ llvm::Error readRopeParameters(const json &rope, llvm::StringRef file,
 
 } // namespace
 
-int64_t ModelConfig::numParameters() const {
-  int64_t total = 0;
-  for (const FrozenTensor &tensor : frozenTensors(*this)) {
-    int64_t elements = 1;
-    for (int64_t dim : tensor.shape)
-      elements *= dim;
-    total += elements;
-  }
-  return total;
-}
-
 std::vector<FrozenTensor>
 qloracc::importer::frozenTensors(const ModelConfig &config) {
   int64_t hidden = config.hiddenSize, inter = config.intermediateSize;

@@ -44,9 +44,6 @@ struct ModelConfig {
   /// rejected since the attention op is plain causal.
   std::optional<int64_t> slidingWindow;
   bool tieWordEmbeddings = false;
-
-  /// Parameter count of the base model (embeddings and head included).
-  int64_t numParameters() const;
 };
 
 /// A frozen tensor of the model, named as transformers names it.
