@@ -20,9 +20,11 @@ namespace {
 class LossGraphBuilder {
 public:
   LossGraphBuilder(OpBuilder &builder, const ModelConfig &config,
-                   const LoraOptions &lora, GraphShape shape, WeightBinder bind)
+                   const LoraOptions &lora, double loraScaling,
+                   GraphShape shape, WeightBinder bind)
       : b(builder), loc(builder.getUnknownLoc()), config(config), lora(lora),
-        shape(shape), bind(bind), f32(builder.getF32Type()) {
+        loraScaling(loraScaling), shape(shape), bind(bind),
+        f32(builder.getF32Type()) {
     for (const FrozenTensor &tensor : frozenTensors(config))
       shapes[tensor.name] = tensor;
   }
@@ -89,7 +91,7 @@ private:
     Value bMat = loraParam(path + ".lora_B.weight", {out, lora.r},
                            qlora::LoraInit::zeros);
     return qlora::LinearOp::create(b, loc, input, w, a, bMat,
-                                   b.getF64FloatAttr(lora.scaling()),
+                                   b.getF64FloatAttr(loraScaling),
                                    b.getF64FloatAttr(lora.dropout));
   }
 
@@ -147,6 +149,7 @@ private:
   Location loc;
   const ModelConfig &config;
   const LoraOptions &lora;
+  double loraScaling;
   GraphShape shape;
   WeightBinder bind;
   Type f32;
@@ -162,7 +165,7 @@ Attribute modelConfigAttr(MLIRContext &context, const ModelConfig &config) {
       config.tieWordEmbeddings);
 }
 
-Attribute loraConfigAttr(Builder &b, const LoraOptions &lora) {
+qlora::LoraConfigAttr loraConfigAttr(Builder &b, const LoraOptions &lora) {
   SmallVector<Attribute> targets;
   for (const std::string &target : lora.targets)
     targets.push_back(b.getStringAttr(target));
@@ -182,13 +185,16 @@ OwningOpRef<ModuleOp> qloracc::importer::buildLossGraph(
   OwningOpRef<ModuleOp> module = ModuleOp::create(loc);
   module->getOperation()->setAttr(qlora::QloraDialect::kModelAttrName,
                                   modelConfigAttr(context, config));
+  qlora::LoraConfigAttr loraConfig = loraConfigAttr(b, lora);
   module->getOperation()->setAttr(qlora::QloraDialect::kLoraAttrName,
-                                  loraConfigAttr(b, lora));
+                                  loraConfig);
 
   auto ids = RankedTensorType::get({shape.batch, shape.seq}, b.getI32Type());
   b.setInsertionPointToEnd(module->getBody());
   auto func = func::FuncOp::create(
       b, loc, "loss", b.getFunctionType({ids, ids}, {b.getF32Type()}));
-  LossGraphBuilder(b, config, lora, shape, bind).build(func);
+  // The attribute owns the alpha/r (or rsLoRA) formula.
+  LossGraphBuilder(b, config, lora, loraConfig.getScaling(), shape, bind)
+      .build(func);
   return module;
 }

@@ -5,18 +5,12 @@
 #include "llvm/ADT/StringExtras.h"
 #include "llvm/Support/FormatVariadic.h"
 
-#include <cmath>
-
 using namespace qloracc::importer;
 
 /// The linear modules of a LLaMA block, in PEFT's "all-linear" order.
 static constexpr llvm::StringRef kLinearModules[] = {
     "q_proj",    "k_proj",  "v_proj",   "o_proj",
     "gate_proj", "up_proj", "down_proj"};
-
-double LoraOptions::scaling() const {
-  return useRslora ? alpha / std::sqrt(double(r)) : alpha / double(r);
-}
 
 static llvm::Error specError(const llvm::Twine &message) {
   return llvm::createStringError(llvm::inconvertibleErrorCode(),

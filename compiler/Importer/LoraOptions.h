@@ -21,8 +21,6 @@ struct LoraOptions {
   /// gate_proj, up_proj, down_proj.
   std::vector<std::string> targets = {"q_proj", "v_proj"};
   int64_t seed = 0;
-
-  double scaling() const;
 };
 
 /// Parses `r=16,alpha=32,dropout=0.05,targets=q_proj,v_proj` (targets take
