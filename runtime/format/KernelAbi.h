@@ -1,0 +1,97 @@
+//===- KernelAbi.h - The kernels the step program launches -------*- C++ -*-===//
+//
+// The contract between `--qlora-lower-to-qrt` (which emits `qrt.kernel`
+// instantiations and `qrt.launch`es) and every runtime backend (which runs
+// them): for each kernel template, its name, its buffer arguments in order
+// and its static parameters. Both sides use these names; nothing else is
+// shared. CPU: fp32 everywhere; frozen weights may be stored as f32, bf16 or
+// f16 (`w_dtype`) and are widened to fp32 on load inside the kernel.
+//
+// Conventions
+//   - T = rows = batch * seq (tokens); tensors are row-major, contiguous.
+//   - Activations and gradients are f32; token ids and labels are i32.
+//   - A "scalar" buffer holds one f32 (or one i64 where noted).
+//   - `accumulate` = 1 means the kernel adds into its output (+=) instead of
+//     overwriting it (used to sum gradients without extra buffers).
+//   - Arguments marked [lora] are present only when rank > 0.
+//   - Dtype parameters (w_dtype, from, to) are strings in safetensors'
+//     spelling: "F32", "BF16", "F16" (format::parseDType reads them).
+//   - Integer flags (inverse, causal, accumulate, has_normalizer) are 0 or 1.
+//
+// Kernel              arguments (in order)                      params
+// ------------------  ----------------------------------------  -------------
+// embedding_fwd       table[V,H] w, tokens[T] i32, out[T,H]      rows vocab hidden w_dtype
+// cast                in[n], out[n]                              n from to (dtype names)
+// rms_norm_fwd        x[T,H], w[H] w, y[T,H]                     rows hidden eps w_dtype
+// rms_norm_bwd        dy[T,H], x[T,H], w[H] w, dx[T,H]           rows hidden eps w_dtype accumulate
+// linear_fwd          x[T,in], w[out,in] w, [lora] a[r,in],      rows in out rank scaling w_dtype
+//                     [lora] b[out,r], [lora] t_ws[T,r], y[T,out]
+//                     y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ ; t_ws = x·Aᵀ (workspace)
+// linear_grad_input   dy[T,out], w[out,in] w, [lora] a, [lora] b, rows in out rank scaling w_dtype accumulate
+//                     [lora] dt_ws[T,r], dx[T,in]
+//                     dx = dy·W + s·(dy·B)·A ; dt_ws = dy·B (workspace)
+// lora_grad           dy[T,out], x[T,in], a[r,in], b[out,r],     rows in out rank scaling accumulate
+//                     t_ws[T,r], dt_ws[T,r], da[r,in], db[out,r]
+//                     da = s·(dy·B)ᵀ·x ; db = s·dyᵀ·(x·Aᵀ)
+// rope                x[B,S,N,D], y[B,S,N,D]                     batch seq heads head_dim theta inverse
+//                                                                rope_type ("default"|"llama3") and, for
+//                                                                llama3: factor low_freq_factor
+//                                                                high_freq_factor original_max_position
+//                     inverse = 1 applies the transposed rotation (the VJP).
+// attention_fwd       q[B,S,Hq,D], k[B,S,Hkv,D], v[B,S,Hkv,D],   batch seq heads kv_heads head_dim scale causal
+//                     o[B,S,Hq,D]
+// attention_bwd       do, q, k, v, o, dq, dk, dv                 same as attention_fwd, plus accumulate
+// silu_fwd            x[n], y[n]                                 n
+// silu_bwd            dy[n], x[n], dx[n]                         n accumulate
+// add                 a[n], b[n], y[n]                           n
+// mul                 a[n], b[n], y[n]                           n
+// cross_entropy_fwd   logits[B,S,V], labels[B,S] i32,            batch seq vocab ignore_index has_normalizer
+//                     [normalizer scalar], loss scalar
+//                     mean over shifted targets (logits[:, :-1] vs labels[:, 1:]), or sum/normalizer
+// cross_entropy_bwd   logits, labels, dloss scalar,              batch seq vocab ignore_index has_normalizer
+//                     [normalizer scalar], dlogits[B,S,V]
+// count_targets       labels[B,S] i32, count scalar              batch seq ignore_index
+// scalar_binary       a scalar, b scalar, out scalar             op ("add"|"sub"|"mul"|"div")
+// global_norm         g0, g1, ..., g(k-1), norm scalar           count sizes (int array: elements per g)
+// clip_coefficient    norm scalar, max_norm scalar, out scalar   (none) out = max_norm > 0 ?
+//                                                                min(1, max_norm/(norm+1e-6)) : 1
+// adamw               p[n], g[n], m[n], v[n], grad_scale scalar, n beta1 beta2 epsilon
+//                     lr scalar, step scalar i64, weight_decay scalar
+//                     torch.optim.AdamW (foreach off) on g·grad_scale; step is 1-based;
+//                     bias corrections in double.
+// fill                out[n]                                     n value
+//
+//===----------------------------------------------------------------------===//
+#ifndef QLORACC_RUNTIME_FORMAT_KERNELABI_H
+#define QLORACC_RUNTIME_FORMAT_KERNELABI_H
+
+#include <string_view>
+
+namespace qlora::kernels {
+
+inline constexpr std::string_view kEmbeddingFwd = "embedding_fwd";
+inline constexpr std::string_view kCast = "cast";
+inline constexpr std::string_view kRmsNormFwd = "rms_norm_fwd";
+inline constexpr std::string_view kRmsNormBwd = "rms_norm_bwd";
+inline constexpr std::string_view kLinearFwd = "linear_fwd";
+inline constexpr std::string_view kLinearGradInput = "linear_grad_input";
+inline constexpr std::string_view kLoraGrad = "lora_grad";
+inline constexpr std::string_view kRope = "rope";
+inline constexpr std::string_view kAttentionFwd = "attention_fwd";
+inline constexpr std::string_view kAttentionBwd = "attention_bwd";
+inline constexpr std::string_view kSiluFwd = "silu_fwd";
+inline constexpr std::string_view kSiluBwd = "silu_bwd";
+inline constexpr std::string_view kAdd = "add";
+inline constexpr std::string_view kMul = "mul";
+inline constexpr std::string_view kCrossEntropyFwd = "cross_entropy_fwd";
+inline constexpr std::string_view kCrossEntropyBwd = "cross_entropy_bwd";
+inline constexpr std::string_view kCountTargets = "count_targets";
+inline constexpr std::string_view kScalarBinary = "scalar_binary";
+inline constexpr std::string_view kGlobalNorm = "global_norm";
+inline constexpr std::string_view kClipCoefficient = "clip_coefficient";
+inline constexpr std::string_view kAdamW = "adamw";
+inline constexpr std::string_view kFill = "fill";
+
+} // namespace qlora::kernels
+
+#endif // QLORACC_RUNTIME_FORMAT_KERNELABI_H
