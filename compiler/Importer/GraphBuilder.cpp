@@ -44,7 +44,8 @@ public:
         config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
     Value logits = qlora::LinearOp::create(b, loc, hidden, head, Value(),
                                            Value(), nullptr, nullptr);
-    Value loss = qlora::CrossEntropyOp::create(b, loc, logits, labels);
+    Value loss = qlora::CrossEntropyOp::create(b, loc, logits, labels,
+                                               /*normalizer=*/Value());
     func::ReturnOp::create(b, loc, loss);
   }
 

@@ -13,6 +13,7 @@
 
 #include "dialects/qlora/QloraDialect.h.inc"
 #include "dialects/qlora/QloraEnums.h.inc"
+#include "dialects/qlora/QloraInterfaces.h.inc"
 
 #define GET_ATTRDEF_CLASSES
 #include "dialects/qlora/QloraAttrs.h.inc"

@@ -5,6 +5,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "dialects/qlora/QloraDialect.h"
+#include "dialects/qlora/QloraVerifiers.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/Diagnostics.h"
@@ -268,16 +269,22 @@ OpFoldResult ReshapeOp::fold(FoldAdaptor) {
 // CrossEntropyOp
 //===----------------------------------------------------------------------===//
 
-LogicalResult CrossEntropyOp::verify() {
-  RankedTensorType logits = getLogits().getType();
-  RankedTensorType labels = getLabels().getType();
+LogicalResult mlir::qlora::verifyLogitsAndLabels(Operation *op,
+                                                 RankedTensorType logits,
+                                                 RankedTensorType labels) {
   if (logits.getRank() != 3)
-    return emitOpError("logits must be [batch, seq, vocab], got ") << logits;
+    return op->emitOpError("logits must be [batch, seq, vocab], got ")
+           << logits;
   if (labels.getShape() != logits.getShape().drop_back())
-    return emitOpError("labels must be [")
+    return op->emitOpError("labels must be [")
            << logits.getDimSize(0) << ", " << logits.getDimSize(1)
            << "] to match the logits, got " << labels;
   return success();
+}
+
+LogicalResult CrossEntropyOp::verify() {
+  return verifyLogitsAndLabels(*this, getLogits().getType(),
+                               getLabels().getType());
 }
 
 #define GET_OP_CLASSES

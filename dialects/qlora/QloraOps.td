@@ -4,6 +4,7 @@
 
 include "dialects/qlora/QloraDialect.td"
 include "dialects/qlora/QloraAttrs.td"
+include "dialects/qlora/QloraInterfaces.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
@@ -72,9 +73,12 @@ def Qlora_LoraParamOp : Qlora_Op<"lora_param", [Pure]> {
 /// A model op whose result type is inferred: by our C++ (InferTypeOpAdaptor,
 /// which also checks shapes) unless the op passes `InferTypeOpInterface` and
 /// lets ODS derive it from a type constraint.
+/// Every model op is differentiable (QloraVjp.cpp builds its VJP).
 class Qlora_GraphOp<string mnemonic, list<Trait> traits = [],
                     list<Trait> infer = [InferTypeOpAdaptor]>
-    : Qlora_Op<mnemonic, !listconcat([Pure], infer, traits)>;
+    : Qlora_Op<mnemonic, !listconcat([Pure,
+        DeclareOpInterfaceMethods<Qlora_DifferentiableOpInterface>], infer,
+        traits)>;
 
 def Qlora_EmbeddingOp : Qlora_GraphOp<"embedding"> {
   let summary = "Token embedding lookup";
@@ -223,15 +227,21 @@ def Qlora_CrossEntropyOp : Qlora_GraphOp<"cross_entropy", [],
     With `logits: [batch, seq, vocab]` and `labels: [batch, seq]`, compares
     `logits[:, :-1]` with `labels[:, 1:]` in fp32 and averages the negative
     log-likelihood over the labels that are not `ignore_index`, as
-    transformers' `ForCausalLMLoss` does.
+    transformers' `ForCausalLMLoss` does. With `normalizer` (a
+    `qlora.count_targets` over the whole accumulated batch) it divides the
+    sum by it instead, as transformers does with `num_items_in_batch`.
   }];
   let arguments = (ins Qlora_FloatTensor:$logits, Qlora_IndexTensor:$labels,
+                       Optional<F32>:$normalizer,
                        DefaultValuedAttr<I64Attr, "-100">:$ignore_index);
   let results = (outs F32:$result);
   let assemblyFormat = [{
-    $logits `,` $labels attr-dict `:` type($logits) `,` type($labels)
+    $logits `,` $labels (`normalizer` $normalizer^)? attr-dict `:`
+    type($logits) `,` type($labels)
   }];
   let hasVerifier = 1;
 }
+
+include "dialects/qlora/QloraTrainingOps.td"
 
 #endif // QLORA_OPS_TD
