@@ -1,0 +1,174 @@
+//===- LinearKernels.cpp - linear_fwd, linear_grad_input, lora_grad -------===//
+//
+// PEFT's LoRA linear on top of a frozen (possibly bf16/f16) weight, as GEMMs
+// (Gemm.h). Each GEMM result is rounded to fp32 before it is scaled or
+// added, as the separate torch ops round it:
+//   linear_fwd         y = x·Wᵀ ; t = x·Aᵀ ; y += s·(t·Bᵀ)
+//   linear_grad_input  dx (+)= dy·W ; dt = dy·B ; dx += s·(dt·A)
+//   lora_grad          da (+)= s·(dtᵀ·x) ; db (+)= s·(dyᵀ·t)
+// lora_grad reads the workspaces t = x·Aᵀ (from linear_fwd) and dt = dy·B
+// (from linear_grad_input) instead of recomputing them; a and b are
+// validated but not read.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/backends/cpu/Gemm.h"
+#include "runtime/backends/cpu/KernelSupport.h"
+#include "runtime/format/KernelAbi.h"
+
+namespace qlora::cpu::detail {
+namespace {
+
+using format::DType;
+
+struct LinearShape {
+  int64_t rows, in, out, rank;
+};
+
+LinearShape linearParams(Signature &sig, bool needsRank) {
+  LinearShape shape{sig.dim("rows"), sig.dim("in"), sig.dim("out"),
+                    sig.integer("rank", needsRank ? 1 : 0)};
+  sig.real("scaling");
+  return shape;
+}
+
+/// Row-major [rows x cols] as a GEMM operand, or its transpose.
+MatrixRef rowMajor(const void *data, int64_t cols, DType dtype = DType::F32) {
+  return {data, cols, 1, dtype};
+}
+MatrixRef transposed(const void *data, int64_t cols, DType dtype = DType::F32) {
+  return {data, 1, cols, dtype};
+}
+
+//===- linear_fwd ---------------------------------------------------------===//
+
+std::string validateLinearFwd(const format::KernelParams &params,
+                              std::span<const size_t> argBytes) {
+  Signature sig(kernels::kLinearFwd, params, argBytes);
+  LinearShape s = linearParams(sig, false);
+  DType wType = sig.floatType("w_dtype");
+  sig.arg("x", {s.rows, s.in});
+  sig.arg("w", {s.out, s.in}, wType);
+  if (s.rank > 0) {
+    sig.arg("a", {s.rank, s.in});
+    sig.arg("b", {s.out, s.rank});
+    sig.arg("t_ws", {s.rows, s.rank});
+  }
+  sig.arg("y", {s.rows, s.out});
+  return sig.finish();
+}
+
+void runLinearFwd(const KernelCall &call) {
+  int64_t rows = intParam(call, "rows"), in = intParam(call, "in");
+  int64_t out = intParam(call, "out"), rank = intParam(call, "rank");
+  const void *x = call.args[0], *w = call.args[1];
+  float *y = argAs<float>(call, rank > 0 ? 5 : 2);
+  gemm({rows, out, in, rowMajor(x, in),
+        transposed(w, in, dtypeParam(call, "w_dtype")), y, out},
+       call.pool);
+  if (rank == 0)
+    return;
+  const void *a = call.args[2], *b = call.args[3];
+  float *t = argAs<float>(call, 4);
+  gemm({rows, rank, in, rowMajor(x, in), transposed(a, in), t, rank},
+       call.pool);
+  GemmSpec lora{rows, out, rank, rowMajor(t, rank), transposed(b, rank),
+                y,    out};
+  lora.alpha = float(realParam(call, "scaling"));
+  lora.accumulate = true;
+  gemm(lora, call.pool);
+}
+
+//===- linear_grad_input --------------------------------------------------===//
+
+std::string validateLinearGradInput(const format::KernelParams &params,
+                                    std::span<const size_t> argBytes) {
+  Signature sig(kernels::kLinearGradInput, params, argBytes);
+  LinearShape s = linearParams(sig, false);
+  DType wType = sig.floatType("w_dtype");
+  sig.flag("accumulate");
+  sig.arg("dy", {s.rows, s.out});
+  sig.arg("w", {s.out, s.in}, wType);
+  if (s.rank > 0) {
+    sig.arg("a", {s.rank, s.in});
+    sig.arg("b", {s.out, s.rank});
+    sig.arg("dt_ws", {s.rows, s.rank});
+  }
+  sig.arg("dx", {s.rows, s.in});
+  return sig.finish();
+}
+
+void runLinearGradInput(const KernelCall &call) {
+  int64_t rows = intParam(call, "rows"), in = intParam(call, "in");
+  int64_t out = intParam(call, "out"), rank = intParam(call, "rank");
+  const void *dy = call.args[0], *w = call.args[1];
+  float *dx = argAs<float>(call, rank > 0 ? 5 : 2);
+  GemmSpec base{rows,
+                in,
+                out,
+                rowMajor(dy, out),
+                rowMajor(w, in, dtypeParam(call, "w_dtype")),
+                dx,
+                in};
+  base.accumulate = intParam(call, "accumulate");
+  gemm(base, call.pool);
+  if (rank == 0)
+    return;
+  const void *a = call.args[2], *b = call.args[3];
+  float *dt = argAs<float>(call, 4);
+  gemm({rows, rank, out, rowMajor(dy, out), rowMajor(b, rank), dt, rank},
+       call.pool);
+  GemmSpec lora{rows, in, rank, rowMajor(dt, rank), rowMajor(a, in), dx, in};
+  lora.alpha = float(realParam(call, "scaling"));
+  lora.accumulate = true;
+  gemm(lora, call.pool);
+}
+
+//===- lora_grad ----------------------------------------------------------===//
+
+std::string validateLoraGrad(const format::KernelParams &params,
+                             std::span<const size_t> argBytes) {
+  Signature sig(kernels::kLoraGrad, params, argBytes);
+  LinearShape s = linearParams(sig, true);
+  sig.flag("accumulate");
+  sig.arg("dy", {s.rows, s.out});
+  sig.arg("x", {s.rows, s.in});
+  sig.arg("a", {s.rank, s.in});
+  sig.arg("b", {s.out, s.rank});
+  sig.arg("t_ws", {s.rows, s.rank});
+  sig.arg("dt_ws", {s.rows, s.rank});
+  sig.arg("da", {s.rank, s.in});
+  sig.arg("db", {s.out, s.rank});
+  return sig.finish();
+}
+
+void runLoraGrad(const KernelCall &call) {
+  int64_t rows = intParam(call, "rows"), in = intParam(call, "in");
+  int64_t out = intParam(call, "out"), rank = intParam(call, "rank");
+  auto scaling = float(realParam(call, "scaling"));
+  bool accumulate = intParam(call, "accumulate");
+  const void *dy = call.args[0], *x = call.args[1];
+  const void *t = call.args[4], *dt = call.args[5];
+  float *da = argAs<float>(call, 6), *db = argAs<float>(call, 7);
+  // Both reduce over rows: inside one GEMM element, in row order.
+  GemmSpec gradA{rank, in, rows, transposed(dt, rank), rowMajor(x, in), da, in};
+  gradA.alpha = scaling;
+  gradA.accumulate = accumulate;
+  gemm(gradA, call.pool);
+  GemmSpec gradB{out, rank, rows, transposed(dy, out), rowMajor(t, rank),
+                 db,  rank};
+  gradB.alpha = scaling;
+  gradB.accumulate = accumulate;
+  gemm(gradB, call.pool);
+}
+
+constexpr NamedKernel kKernels[] = {
+    {kernels::kLinearFwd, {validateLinearFwd, runLinearFwd}},
+    {kernels::kLinearGradInput, {validateLinearGradInput, runLinearGradInput}},
+    {kernels::kLoraGrad, {validateLoraGrad, runLoraGrad}},
+};
+
+} // namespace
+
+std::span<const NamedKernel> linearKernels() { return kKernels; }
+
+} // namespace qlora::cpu::detail
