@@ -28,4 +28,115 @@ def QloraGraphSummaryPass : Pass<"qlora-graph-summary", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qlora::QloraDialect"];
 }
 
+def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
+  let summary = "Bufferize @train_step and select a kernel for every op";
+  let description = [{
+    Turns the training step from value semantics (`qlora` ops on tensors)
+    into what the runtime executes: `qrt.buffer`s, `qrt.kernel`
+    instantiations of the templates that `runtime/format/KernelAbi.h` names,
+    and `qrt.launch`es and `qrt.copy`s in program order. One conversion
+    pattern per op, applied with the dialect conversion driver; a pattern
+    allocates its results' buffers and its workspaces, finds or creates its
+    `qrt.kernel` and emits the launch with the arguments in the ABI's order.
+
+    Every function with a body is lowered (after
+    `--qlora-build-training-step` that is `@train_step`). The result:
+
+    - `qrt.kernel @<template>_<n>` at module level, one per distinct
+      (template, params) pair; params are i64 integers, f64 floats, strings
+      (`w_dtype`, `from`, `to`: "F32", "BF16", "F16"; `rope_type`; `op`) and
+      `array<i64: ...>` (`global_norm`'s `sizes`).
+    - `func.func @train_step()` without arguments or results (it keeps its
+      attributes: `qlora.grad_accum`, `qlora.optimizer`): first every
+      `qrt.buffer`, then the launches and copies, then `return`. Launches
+      use `grid [1, 1, 1] block [1, 1, 1]` until `--qrt-codegen-cuda` sets
+      them.
+    - Buffers (alignment 64, placement `device`, `size` the bytes of
+      `type`): `weight` (frozen weights in their own dtype, `init` their
+      `#qlora.source` or inline elements), `lora` (`init`
+      `#qlora.init<...>` and `seed`), `optimizer` (`<param>.exp_avg` and
+      `<param>.exp_avg_sq`, `init` `#qlora.init<zeros>`), `io` (named by
+      `qlora.input`/`qlora.output`: tokens, labels, lr, step, weight_decay,
+      max_grad_norm, loss, grad_norm; constants such as the autodiff seed
+      are `io` buffers `constant_<n>` whose `init` is their value),
+      `activation` (forward values), `gradient` (backward values: results
+      of VJP ops and of anything computed from a gradient; the one each
+      AdamW update reads is named `<param>.grad`) and `workspace` (kernel
+      scratch: LoRA's `t_ws` = x·Aᵀ and `dt_ws` = dy·B, which `lora_grad`
+      reads from the `linear_fwd` and `linear_grad_input` of the same
+      linear, or from rank-0 launches of them where there is none).
+    - Float tensors of activations, gradients, workspaces and io are stored
+      in `activation-type`; weights keep their dtype (kernels get
+      `w_dtype`); LoRA matrices, their gradients (and sums of them: an
+      elementwise result keeps the type its inputs share) and AdamW moments
+      stay f32.
+    - `qlora.reshape`, and a `qlora.cast` whose input is already stored in
+      the type its result would be, allocate nothing: the result is the
+      input's buffer. `tensor.extract_slice` of token rows is a `qrt.copy`
+      into a micro-batch buffer; f32 `arith.addf`/`subf`/`mulf`/`divf` are
+      `scalar_binary` launches.
+
+    Errors: an op without a lowering, dynamic shapes, integer tensors other
+    than i32, a shape-only `qlora.weight`, LoRA dropout > 0, and arguments or
+    results without a `qlora.input`/`qlora.output` name.
+
+    ```
+    $ qlora-opt model.mlir --qlora-build-training-step --qlora-lower-to-qrt
+    ```
+  }];
+  let options = [
+    Option<"activationType", "activation-type", "std::string",
+           /*default=*/"\"f32\"",
+           "Element type activations, gradients, workspaces and io tensors "
+           "are stored in: f32 (the CPU backend), bf16 or f16">,
+  ];
+  let dependentDialects = [
+    "::mlir::qrt::QrtDialect", "::mlir::func::FuncDialect"
+  ];
+}
+
+def QrtPlanMemoryPass : Pass<"qrt-plan-memory", "::mlir::ModuleOp"> {
+  let summary = "Give every device buffer an offset in one arena, from "
+                "liveness";
+  let description = [{
+    Plans @train_step's device buffers into one arena. Program points are
+    the ops of the body in order; a transient buffer (`activation`,
+    `gradient`, `workspace`) is live from its first to its last use (every
+    launch, copy or paging op that takes it), a persistent one (`weight`,
+    `lora`, `optimizer`, `io`) over the whole program.
+
+    Persistent buffers are packed from offset 0 in program order. Transient
+    buffers are then placed greedily by decreasing size (ties: earlier first
+    use first), each at the start of the smallest gap that fits among the
+    buffers already placed whose lifetimes overlap its own, or past the
+    last of them: TFLite's ArenaPlanner "greedy by size" with best fit.
+    Offsets are multiples of max(`alignment`, the buffer's alignment) and a
+    buffer occupies its size rounded up to that. The result is deterministic.
+
+    The plan is checked before it is written: two buffers live at the same
+    program point never share a byte (an error names both otherwise). Then
+    every device buffer gets its `offset` and the module
+    `qrt.memory_plan = {arena_size, peak_bytes, peak_by_class,
+    total_by_class}`: `peak_bytes` is the largest sum of the (rounded)
+    buffers live at one program point, `peak_by_class` its split by class at
+    that point, `total_by_class` every buffer's bytes by class, and
+    `arena_size - peak_bytes` the fragmentation. Buffers placed
+    `host_pinned` or `paged` are not in the arena and are left alone.
+
+    With `verify-only`, checks the offsets the buffers already have (those
+    without one are skipped) instead of planning, and changes nothing.
+
+    ```
+    $ qlora-opt step.mlir --qrt-plan-memory="alignment=256"
+    ```
+  }];
+  let options = [
+    Option<"alignment", "alignment", "int64_t", /*default=*/"64",
+           "Least alignment of every arena offset, in bytes (a power of "
+           "two)">,
+    Option<"verifyOnly", "verify-only", "bool", /*default=*/"false",
+           "Check the existing offsets for overlaps instead of planning">,
+  ];
+}
+
 #endif // QLORACC_PASSES_TD

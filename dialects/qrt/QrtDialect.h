@@ -24,4 +24,18 @@
 #define GET_OP_CLASSES
 #include "dialects/qrt/QrtOps.h.inc"
 
+namespace mlir::qrt {
+
+/// Bytes a buffer needs to hold `type`: a statically shaped tensor or a
+/// scalar of integers or floats (sub-byte element types rounded up to whole
+/// bytes); std::nullopt for anything else.
+std::optional<int64_t> getStoredByteSize(Type type);
+
+/// Whether buffers of `bufferClass` hold their contents across the whole
+/// step (weights, LoRA matrices, optimizer moments, io) rather than between
+/// a first and a last use (activations, gradients, workspaces).
+bool isPersistent(BufferClass bufferClass);
+
+} // namespace mlir::qrt
+
 #endif // QLORACC_DIALECTS_QRT_QRTDIALECT_H

@@ -24,6 +24,35 @@ using namespace mlir::qrt;
 // BufferOp
 //===----------------------------------------------------------------------===//
 
+std::optional<int64_t> mlir::qrt::getStoredByteSize(Type type) {
+  auto bytesOf = [](Type element, int64_t count) -> std::optional<int64_t> {
+    if (!element.isIntOrFloat())
+      return std::nullopt;
+    return (count * int64_t(element.getIntOrFloatBitWidth()) + 7) / 8;
+  };
+  if (auto tensor = dyn_cast<RankedTensorType>(type)) {
+    if (!tensor.hasStaticShape())
+      return std::nullopt;
+    return bytesOf(tensor.getElementType(), tensor.getNumElements());
+  }
+  return bytesOf(type, 1);
+}
+
+bool mlir::qrt::isPersistent(BufferClass bufferClass) {
+  switch (bufferClass) {
+  case BufferClass::weight:
+  case BufferClass::lora:
+  case BufferClass::optimizer:
+  case BufferClass::io:
+    return true;
+  case BufferClass::activation:
+  case BufferClass::gradient:
+  case BufferClass::workspace:
+    return false;
+  }
+  llvm_unreachable("unknown buffer class");
+}
+
 LogicalResult BufferOp::verify() {
   if (getSize() <= 0)
     return emitOpError("'size' must be a positive number of bytes, got ")
@@ -32,6 +61,19 @@ LogicalResult BufferOp::verify() {
   if (alignment <= 0 || !llvm::isPowerOf2_64(alignment))
     return emitOpError("'alignment' must be a positive power of two, got ")
            << alignment;
+  if (Type stored = getStoredType()) {
+    std::optional<int64_t> bytes = getStoredByteSize(stored);
+    if (!bytes)
+      return emitOpError("'type' must be a statically shaped tensor or a "
+                         "scalar of integers or floats, got ")
+             << stored;
+    if (getSize() < *bytes)
+      return emitOpError("'size' ")
+             << getSize() << " is smaller than the " << *bytes
+             << " bytes of its 'type' " << stored;
+  }
+  if (getSeed() && !getInit())
+    return emitOpError("'seed' needs an 'init' to seed");
   std::optional<int64_t> offset = getOffset();
   if (!offset)
     return success();

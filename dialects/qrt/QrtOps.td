@@ -21,22 +21,56 @@ def Qrt_BufferOp : Qrt_Op<"buffer"> {
     placement, a multiple of `align`; buffers whose lifetimes overlap never
     overlap in the arena.
 
+    `--qlora-lower-to-qrt` also records what the buffer holds, for the
+    `train.bin` writer and the memory report:
+
+    - `name`: the parameter name (`weight`, `lora`), `<param>.exp_avg` /
+      `<param>.exp_avg_sq` (`optimizer`), `<param>.grad` (the gradient an
+      AdamW update reads), or the name the runtime binds (`io`: `tokens`,
+      `labels`, `lr`, `step`, `weight_decay`, `max_grad_norm`, `loss`,
+      `grad_norm`; constants are `io` buffers named `constant_<n>`).
+    - `type`: the tensor or scalar type stored in it (`tensor<64x64xbf16>`,
+      `f32`, `i64`); `size` is at least that type's byte size.
+    - `init`: the initial contents, loaded once before the first step: a
+      frozen weight's `#qlora.source` or inline elements, a LoRA matrix's
+      `#qlora.init<kaiming_uniform>` / `#qlora.init<zeros>` (with `seed`),
+      `#qlora.init<zeros>` for AdamW moments, or a constant's value.
+      Without `init` the contents are undefined until written.
+    - `seed`: the counter-based generator's seed of a random `init`.
+
     ```mlir
     %b = qrt.buffer size 4096 align 256 class <activation>
            placement <device> offset 1024 : !qrt.buffer
+    %a = qrt.buffer size 1024 align 64 class <lora> placement <device>
+           name "model.layers.0.self_attn.q_proj.lora_A.weight"
+           type tensor<4x64xf32> init(#qlora.init<kaiming_uniform>) seed 0
+           : !qrt.buffer
     ```
   }];
   let arguments = (ins Qrt_I64Attr:$size, Qrt_I64Attr:$alignment,
                        Qrt_BufferClassAttr:$buffer_class,
                        Qrt_PlacementAttr:$placement,
-                       OptionalAttr<Qrt_I64Attr>:$offset);
+                       OptionalAttr<Qrt_I64Attr>:$offset,
+                       OptionalAttr<StrAttr>:$name,
+                       OptionalAttr<TypeAttr>:$type,
+                       OptionalAttr<AnyAttr>:$init,
+                       OptionalAttr<Qrt_I64Attr>:$seed);
   let results = (outs Res<Qrt_BufferType, "the new buffer",
                           [MemAlloc<DefaultResource>]>:$result);
   let assemblyFormat = [{
     `size` $size `align` $alignment `class` $buffer_class
-    `placement` $placement (`offset` $offset^)? attr-dict `:` type($result)
+    `placement` $placement (`offset` $offset^)? (`name` $name^)?
+    (`type` $type^)? (`init` `(` $init^ `)`)? (`seed` $seed^)? attr-dict `:`
+    type($result)
   }];
   let hasVerifier = 1;
+  let extraClassDeclaration = [{
+    /// The stored type (`type`), or null when the buffer does not say.
+    ::mlir::Type getStoredType() {
+      std::optional<::mlir::Type> type = getType();
+      return type ? *type : ::mlir::Type();
+    }
+  }];
 }
 
 def Qrt_CopyOp : Qrt_Op<"copy"> {

@@ -58,6 +58,33 @@ func.func @buffer_misaligned_offset() {
 
 // -----
 
+func.func @buffer_smaller_than_type() {
+  // expected-error@+1 {{'size' 64 is smaller than the 128 bytes of its 'type' 'tensor<4x8xf32>'}}
+  %b = qrt.buffer size 64 align 64 class <activation> placement <device>
+         type tensor<4x8xf32> : !qrt.buffer
+  return
+}
+
+// -----
+
+func.func @buffer_dynamic_type() {
+  // expected-error@+1 {{'type' must be a statically shaped tensor or a scalar of integers or floats, got 'tensor<?x8xf32>'}}
+  %b = qrt.buffer size 64 align 64 class <activation> placement <device>
+         type tensor<?x8xf32> : !qrt.buffer
+  return
+}
+
+// -----
+
+func.func @buffer_seed_without_init() {
+  // expected-error@+1 {{'seed' needs an 'init' to seed}}
+  %b = qrt.buffer size 64 align 64 class <lora> placement <device> seed 0
+         : !qrt.buffer
+  return
+}
+
+// -----
+
 func.func @buffer_unknown_class() {
   // expected-error@+2 {{expected ::mlir::qrt::BufferClass to be one of: weight, lora, gradient, optimizer, activation, workspace, io}}
   // expected-error@+1 {{failed to parse Qrt_BufferClassAttr parameter 'value'}}

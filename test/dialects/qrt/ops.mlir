@@ -40,6 +40,30 @@ func.func @buffers() -> (!qrt.buffer, !qrt.buffer, !qrt.buffer, !qrt.buffer,
          !qrt.buffer, !qrt.buffer, !qrt.buffer, !qrt.buffer
 }
 
+// What the lowering records: name, stored type, initial contents and seed.
+// CHECK-LABEL: func @buffer_contents
+// CHECK: qrt.buffer size 1024 align 64 class <lora> placement <device> name "q.lora_A.weight" type tensor<4x64xf32> init(#qlora.init<kaiming_uniform>) seed 3 : !qrt.buffer
+// CHECK: qrt.buffer size 8192 align 64 class <weight> placement <device> offset 1024 name "q.weight" type tensor<64x64xbf16> init(#qlora.source<"/m/model.safetensors", "q.weight">) : !qrt.buffer
+// CHECK: qrt.buffer size 4 align 64 class <io> placement <device> name "constant_0" type f32 init(1.000000e+00 : f32) : !qrt.buffer
+// CHECK: qrt.buffer size 16 align 64 class <weight> placement <device> type tensor<4xf32> init(dense<[1.000000e+00, 2.000000e+00, 3.000000e+00, 4.000000e+00]> : tensor<4xf32>) : !qrt.buffer
+// CHECK: qrt.buffer size 8 align 64 class <io> placement <device> name "step" type i64 : !qrt.buffer
+func.func @buffer_contents() {
+  %a = qrt.buffer size 1024 align 64 class <lora> placement <device>
+         name "q.lora_A.weight" type tensor<4x64xf32>
+         init(#qlora.init<kaiming_uniform>) seed 3 : !qrt.buffer
+  %w = qrt.buffer size 8192 align 64 class <weight> placement <device>
+         offset 1024 name "q.weight" type tensor<64x64xbf16>
+         init(#qlora.source<"/m/model.safetensors", "q.weight">) : !qrt.buffer
+  %c = qrt.buffer size 4 align 64 class <io> placement <device>
+         name "constant_0" type f32 init(1.0 : f32) : !qrt.buffer
+  %d = qrt.buffer size 16 align 64 class <weight> placement <device>
+         type tensor<4xf32> init(dense<[1.0, 2.0, 3.0, 4.0]> : tensor<4xf32>)
+         : !qrt.buffer
+  %s = qrt.buffer size 8 align 64 class <io> placement <device> name "step"
+         type i64 : !qrt.buffer
+  return
+}
+
 // `smem` is printed only when non-zero; a launch may take function
 // arguments, whose sizes are the caller's business.
 // CHECK-LABEL: func @launch
