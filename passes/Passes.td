@@ -28,6 +28,80 @@ def QloraGraphSummaryPass : Pass<"qlora-graph-summary", "::mlir::ModuleOp"> {
   let dependentDialects = ["::mlir::qlora::QloraDialect"];
 }
 
+def QloraBuildTrainingStepPass
+    : Pass<"qlora-build-training-step", "::mlir::ModuleOp"> {
+  let summary = "Replace @loss by @train_step: forward, LoRA gradients and "
+                "AdamW";
+  let description = [{
+    Turns the importer's `func.func @loss(%tokens, %labels) -> f32` into the
+    function the runtime calls once per optimizer step:
+
+    ```mlir
+    func.func @train_step(%tokens: tensor<(A*B)xSxi32> {qlora.input = "tokens"},
+                          %labels: tensor<(A*B)xSxi32> {qlora.input = "labels"},
+                          %lr: f32 {qlora.input = "lr"},
+                          %step: i64 {qlora.input = "step"},
+                          %weight_decay: f32 {qlora.input = "weight_decay"},
+                          %max_grad_norm: f32 {qlora.input = "max_grad_norm"})
+        -> (f32 {qlora.output = "loss"}, f32 {qlora.output = "grad_norm"})
+        attributes {qlora.grad_accum = A : i64, qlora.optimizer = {...}}
+    ```
+
+    where `A` is `grad-accum` and `B x S` the batch of `@loss`. The body
+    holds, in program order (the memory planner relies on it):
+
+    1. every `qlora.weight` and `qlora.lora_param`, once;
+    2. for each of the `A` micro-batches, rows `[i*B, (i+1)*B)` of tokens and
+       labels (`tensor.extract_slice`, only when `A > 1`), the forward graph
+       of `@loss` on them, and right after it that micro-batch's backward
+       pass, so its activations die before the next forward starts;
+    3. the LoRA gradients summed over micro-batches, `qlora.global_norm` over
+       them, `qlora.clip_coefficient` against the `max_grad_norm` input, and
+       one `qlora.adamw` per LoRA parameter, in the order of the parameters.
+
+    The backward pass is reverse-mode autodiff over
+    `DifferentiableOpInterface`: only values that depend on a LoRA parameter
+    and that the loss depends on get a gradient, so the frozen part of the
+    model (the embedding, everything below the first LoRA layer) has no
+    backward ops. An op on such a path without a gradient rule is an error.
+
+    With `A > 1` every `qlora.cross_entropy` divides by
+    `qlora.count_targets` of the whole step's labels, as transformers does
+    with `num_items_in_batch`: the step's loss is the sum of the
+    micro-batch losses and equals the loss of one batch of `A*B` rows, and
+    so do its gradients. With `A = 1` the loss is the plain mean.
+
+    A LoRA parameter that does not reach the loss gets a warning and no
+    update (torch's AdamW skips a parameter whose `.grad` is None).
+
+    ```
+    $ qlora-opt model.mlir --qlora-build-training-step="grad-accum=4"
+    ```
+  }];
+  let options = [
+    Option<"gradAccum", "grad-accum", "int64_t", /*default=*/"1",
+           "Micro-batches per optimizer step (gradient accumulation); the "
+           "step's token tensors have grad-accum times @loss's rows">,
+    Option<"beta1", "beta1", "double", /*default=*/"0.9",
+           "AdamW's first-moment decay, in [0, 1)">,
+    Option<"beta2", "beta2", "double", /*default=*/"0.999",
+           "AdamW's second-moment decay, in [0, 1)">,
+    Option<"epsilon", "epsilon", "double", /*default=*/"1.0e-8",
+           "AdamW's denominator term, > 0">,
+    Option<"weightDecay", "weight-decay", "double", /*default=*/"0.0",
+           "Decoupled weight decay, >= 0: recorded in qlora.optimizer as the "
+           "runtime's default for the weight_decay input">,
+    Option<"maxGradNorm", "max-grad-norm", "double", /*default=*/"1.0",
+           "Global gradient-norm clipping threshold, >= 0 (0 disables): "
+           "recorded in qlora.optimizer as the runtime's default for the "
+           "max_grad_norm input">,
+  ];
+  let dependentDialects = [
+    "::mlir::qlora::QloraDialect", "::mlir::arith::ArithDialect",
+    "::mlir::func::FuncDialect", "::mlir::tensor::TensorDialect"
+  ];
+}
+
 def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
   let summary = "Bufferize @train_step and select a kernel for every op";
   let description = [{

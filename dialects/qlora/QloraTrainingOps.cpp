@@ -71,10 +71,14 @@ LogicalResult CrossEntropyGradOp::verify() {
 }
 
 LogicalResult AdamWOp::verify() {
-  if (!getParam().getDefiningOp<LoraParamOp>())
-    return emitOpError("param must be a qlora.lora_param (the value it "
-                       "updates in place), got ")
-           << getParam();
+  if (!getParam().getDefiningOp<LoraParamOp>()) {
+    InFlightDiagnostic diag = emitOpError(
+        "param must be a qlora.lora_param (the value it updates in place), "
+        "got ");
+    if (Operation *producer = getParam().getDefiningOp())
+      return diag << "a result of '" << producer->getName() << "'";
+    return diag << "a block argument";
+  }
   double beta1 = getBeta1().convertToDouble();
   double beta2 = getBeta2().convertToDouble();
   if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))

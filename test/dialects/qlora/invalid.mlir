@@ -232,3 +232,94 @@ module attributes {qlora.lora = #qlora.lora_config<r = 8, alpha = 16.0, dropout 
 // expected-error@+1 {{LoRA needs at least one target module}}
 module attributes {qlora.lora = #qlora.lora_config<r = 8, alpha = 16.0, dropout = 0.0, use_rslora = false, targets = [], seed = 0>} {
 }
+
+// -----
+
+func.func @linear_grad_input_result(%dy: tensor<1x8x128xf32>, %w: tensor<128x64xbf16>) {
+  // expected-error@+1 {{result must be 'tensor<1x8x64xf32>' (grad_output's shape with the weight's 64 input features), got 'tensor<1x8x128xf32>'}}
+  %0 = qlora.linear_grad_input %dy, %w : tensor<1x8x128xf32>, tensor<128x64xbf16> -> tensor<1x8x128xf32>
+  return
+}
+
+// -----
+
+func.func @linear_grad_input_features(%dy: tensor<1x8x64xf32>, %w: tensor<128x64xbf16>) {
+  // expected-error@+1 {{grad_output must end in the weight's 128 output features, got 'tensor<1x8x64xf32>'}}
+  %0 = qlora.linear_grad_input %dy, %w : tensor<1x8x64xf32>, tensor<128x64xbf16> -> tensor<1x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @linear_grad_input_lora(%dy: tensor<1x8x128xf32>, %w: tensor<128x64xbf16>, %a: tensor<8x64xf32>, %b: tensor<128x4xf32>) {
+  // expected-error@+1 {{lora_b must be [128, 8], got 'tensor<128x4xf32>'}}
+  %0 = qlora.linear_grad_input %dy, %w lora(%a, %b) : tensor<1x8x128xf32>, tensor<128x64xbf16>, tensor<8x64xf32>, tensor<128x4xf32> -> tensor<1x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @lora_grad_leading_dims(%dy: tensor<1x8x128xf32>, %x: tensor<2x8x64xf32>, %a: tensor<8x64xf32>, %b: tensor<128x8xf32>) {
+  // expected-error@+1 {{input 'tensor<2x8x64xf32>' and grad_output 'tensor<1x8x128xf32>' must have the same leading dimensions}}
+  %0:2 = qlora.lora_grad %dy, %x, %a, %b : tensor<1x8x128xf32>, tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<128x8xf32>
+  return
+}
+
+// -----
+
+func.func @lora_grad_lora_a(%dy: tensor<1x8x128xf32>, %x: tensor<1x8x64xf32>, %a: tensor<8x32xf32>, %b: tensor<128x8xf32>) {
+  // expected-error@+1 {{lora_a must be [r, 64], got 'tensor<8x32xf32>'}}
+  %0:2 = qlora.lora_grad %dy, %x, %a, %b : tensor<1x8x128xf32>, tensor<1x8x64xf32>, tensor<8x32xf32>, tensor<128x8xf32>
+  return
+}
+
+// -----
+
+func.func @cross_entropy_grad_labels(%logits: tensor<2x8x256xf32>, %labels: tensor<2x7xi32>, %seed: f32) {
+  // expected-error@+1 {{labels must be [2, 8] to match the logits, got 'tensor<2x7xi32>'}}
+  %0 = qlora.cross_entropy_grad %logits, %labels, %seed : tensor<2x8x256xf32>, tensor<2x7xi32>
+  return
+}
+
+// -----
+
+func.func @cross_entropy_grad_logits_rank(%logits: tensor<16x256xf32>, %labels: tensor<16xi32>, %seed: f32) {
+  // expected-error@+1 {{logits must be [batch, seq, vocab], got 'tensor<16x256xf32>'}}
+  %0 = qlora.cross_entropy_grad %logits, %labels, %seed : tensor<16x256xf32>, tensor<16xi32>
+  return
+}
+
+// -----
+
+func.func @adamw_param_not_lora(%p: tensor<8x64xf32>, %g: tensor<8x64xf32>, %c: f32, %lr: f32, %step: i64, %wd: f32) {
+  // expected-error@+1 {{param must be a qlora.lora_param (the value it updates in place), got a block argument}}
+  qlora.adamw %p, %g scale %c lr %lr step %step weight_decay %wd : tensor<8x64xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_beta(%g: tensor<8x64xf32>, %c: f32, %lr: f32, %step: i64, %wd: f32) {
+  %p = qlora.lora_param "a" init <kaiming_uniform> seed 0 : tensor<8x64xf32>
+  // expected-error@+1 {{betas must be in [0, 1), got (9.000000e-01, 1.000000e+00)}}
+  qlora.adamw %p, %g scale %c lr %lr step %step weight_decay %wd {beta2 = 1.0 : f64} : tensor<8x64xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_epsilon(%g: tensor<8x64xf32>, %c: f32, %lr: f32, %step: i64, %wd: f32) {
+  %p = qlora.lora_param "a" init <kaiming_uniform> seed 0 : tensor<8x64xf32>
+  // expected-error@+1 {{epsilon must be positive, got 0}}
+  qlora.adamw %p, %g scale %c lr %lr step %step weight_decay %wd {epsilon = 0.0 : f64} : tensor<8x64xf32>
+  return
+}
+
+// -----
+
+func.func @adamw_param_frozen(%g: tensor<8x64xf32>, %c: f32, %lr: f32, %step: i64, %wd: f32) {
+  %p = qlora.weight "w" : tensor<8x64xf32>
+  // expected-error@+1 {{param must be a qlora.lora_param (the value it updates in place), got a result of 'qlora.weight'}}
+  qlora.adamw %p, %g scale %c lr %lr step %step weight_decay %wd : tensor<8x64xf32>
+  return
+}
