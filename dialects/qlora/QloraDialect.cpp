@@ -40,7 +40,27 @@ LogicalResult QloraDialect::verifyOperationAttribute(Operation *op,
     return verifyModuleAttr<ModelConfigAttr>(op, attr, "#qlora.model_config");
   if (attr.getName().getValue() == kLoraAttrName)
     return verifyModuleAttr<LoraConfigAttr>(op, attr, "#qlora.lora_config");
-  return op->emitError() << "unknown qlora attribute '"
-                         << attr.getName().getValue() << "'; expected '"
-                         << kModelAttrName << "' or '" << kLoraAttrName << "'";
+  // The training step's own attributes (--qlora-build-training-step).
+  StringRef name = attr.getName().getValue();
+  if (name == kGradAccumAttrName) {
+    auto value = dyn_cast<IntegerAttr>(attr.getValue());
+    if (!value || value.getInt() < 1)
+      return op->emitError() << "'" << name
+                             << "' must be a positive integer, got "
+                             << attr.getValue();
+    return success();
+  }
+  if (name == kOptimizerAttrName) {
+    if (!isa<DictionaryAttr>(attr.getValue()))
+      return op->emitError() << "'" << name
+                             << "' must be a dictionary of AdamW settings, got "
+                             << attr.getValue();
+    return success();
+  }
+  if (name == kInputAttrName || name == kOutputAttrName)
+    return success();
+  return op->emitError() << "unknown qlora attribute '" << name
+                         << "'; expected '" << kModelAttrName << "', '"
+                         << kLoraAttrName << "', '" << kGradAccumAttrName
+                         << "' or '" << kOptimizerAttrName << "'";
 }

@@ -32,6 +32,15 @@ def Qlora_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kModelAttrName = "qlora.model";
     /// Name of the module attribute holding a `LoraConfigAttr`.
     static constexpr ::llvm::StringLiteral kLoraAttrName = "qlora.lora";
+    /// On @train_step: micro-batches per optimizer step.
+    static constexpr ::llvm::StringLiteral kGradAccumAttrName =
+        "qlora.grad_accum";
+    /// On @train_step: AdamW's betas, epsilon and the runtime defaults.
+    static constexpr ::llvm::StringLiteral kOptimizerAttrName =
+        "qlora.optimizer";
+    /// Argument/result attributes naming the step's inputs and outputs.
+    static constexpr ::llvm::StringLiteral kInputAttrName = "qlora.input";
+    static constexpr ::llvm::StringLiteral kOutputAttrName = "qlora.output";
 
   private:
     /// Defined next to the attribute storage classes (QloraAttrs.cpp).

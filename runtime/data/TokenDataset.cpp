@@ -1,6 +1,8 @@
 //===- TokenDataset.cpp - Tokenized training data -------------------------===//
 #include "runtime/data/TokenDataset.h"
 
+#include "runtime/format/CounterRng.h"
+
 #include "runtime/data/DatasetFiles.h"
 
 #include <cassert>
@@ -95,9 +97,34 @@ void TokenDataset::nextBatch(std::span<int32_t> tokens,
   auto seq = static_cast<size_t>(seq_);
   for (int64_t row = 0; row < batch_; ++row) {
     auto offset = static_cast<size_t>(row) * seq;
-    readSequence(next_, tokens.subspan(offset, seq),
+    int64_t index = next_;
+    if (shuffleSeed_ != 0) {
+      if (next_ == 0 || order_.empty())
+        drawOrder(passes_++);
+      index = order_[size_t(next_)];
+    }
+    readSequence(index, tokens.subspan(offset, seq),
                  labels.subspan(offset, seq));
     next_ = next_ + 1 == numSequences_ ? 0 : next_ + 1;
+  }
+}
+
+void TokenDataset::shuffle(uint64_t seed) {
+  shuffleSeed_ = seed;
+  passes_ = 0;
+  order_.clear();
+}
+
+void TokenDataset::drawOrder(int64_t pass) {
+  // Fisher-Yates with the counter-based generator: the order of pass p
+  // depends only on (seed, p), so a resumed run sees the same sequences.
+  format::CounterRng rng(shuffleSeed_, "data-pass-" + std::to_string(pass));
+  order_.resize(size_t(numSequences_));
+  for (int64_t i = 0; i < numSequences_; ++i)
+    order_[size_t(i)] = i;
+  for (int64_t i = numSequences_ - 1; i > 0; --i) {
+    auto j = int64_t(rng.bits(uint64_t(i)) % uint64_t(i + 1));
+    std::swap(order_[size_t(i)], order_[size_t(j)]);
   }
 }
 

@@ -35,6 +35,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace qlora::data {
 
@@ -79,6 +80,11 @@ public:
   /// of the next batch; seek(step * batch) resumes after `step` batches.
   void seek(int64_t sequenceIndex);
 
+  /// Visits the sequences of each pass over the file in an order drawn
+  /// from `seed` (a fresh permutation per pass, a pure function of the seed
+  /// and the pass number); seed 0 restores file order.
+  void shuffle(uint64_t seed);
+
   /// Number of sequences (windows or JSONL records) in the file.
   int64_t numSequences() const { return numSequences_; }
   /// batch * seq: the length of each span nextBatch() fills.
@@ -106,6 +112,11 @@ private:
   int64_t seq_;
   int64_t numSequences_;
   int64_t next_ = 0;
+  void drawOrder(int64_t pass);
+
+  uint64_t shuffleSeed_ = 0;
+  int64_t passes_ = 0;
+  std::vector<int64_t> order_;
 };
 
 } // namespace qlora::data

@@ -9,6 +9,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
@@ -181,6 +182,33 @@ TEST_F(DataTest, SeekSetsTheNextSequenceModuloTheFile) {
   EXPECT_EQ(next(*dataset).tokens, (std::vector<int32_t>{4, 5, 6}));
   dataset->seek(-1);
   EXPECT_EQ(next(*dataset).tokens, (std::vector<int32_t>{8, 9, 10}));
+}
+
+TEST_F(DataTest, ShuffleVisitsEverySequenceOncePerPassInASeededOrder) {
+  // 8 windows of seq+1 = 2 tokens; window k starts with token 2k.
+  std::string path = writeTokens("shuffled.u16", iota(16), 2);
+  auto firstTokens = [&](uint64_t seed) {
+    auto dataset = open(path, 1, 1, 16);
+    dataset->shuffle(seed);
+    std::vector<int32_t> seen;
+    for (int i = 0; i < 16; ++i)
+      seen.push_back(next(*dataset).tokens[0]);
+    return seen;
+  };
+  std::vector<int32_t> order = firstTokens(7);
+  EXPECT_EQ(order, firstTokens(7)) << "the order is a function of the seed";
+  EXPECT_NE(order, firstTokens(8));
+  for (int pass = 0; pass < 2; ++pass) {
+    std::vector<int32_t> visited(order.begin() + pass * 8,
+                                 order.begin() + pass * 8 + 8);
+    std::sort(visited.begin(), visited.end());
+    EXPECT_EQ(visited, (std::vector<int32_t>{0, 2, 4, 6, 8, 10, 12, 14}))
+        << "pass " << pass << " visits every window once";
+  }
+  EXPECT_NE(std::vector<int32_t>(order.begin(), order.begin() + 8),
+            std::vector<int32_t>(order.begin() + 8, order.end()))
+      << "each pass draws a fresh order";
+  EXPECT_EQ(firstTokens(0)[3], 6) << "seed 0 keeps file order";
 }
 
 TEST_F(DataTest, FewerWindowsThanOneBatchIsAnError) {

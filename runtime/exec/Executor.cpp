@@ -1,0 +1,160 @@
+//===- Executor.cpp - Runs the step program of a train.bin ----------------===//
+#include "runtime/exec/Executor.h"
+
+#include "runtime/format/train_generated.h"
+
+#include <string>
+#include <vector>
+
+namespace qlora::exec {
+
+namespace {
+
+constexpr std::string_view kStepProgram = "train_step";
+
+const fb::Program *findProgram(const fb::TrainBin &root,
+                               std::string_view name) {
+  if (!root.programs())
+    return nullptr;
+  for (const fb::Program *program : *root.programs())
+    if (program->name() && program->name()->string_view() == name)
+      return program;
+  return nullptr;
+}
+
+ArenaRange rangeOf(const fb::Buffer &buffer) {
+  return {buffer.offset(), buffer.size()};
+}
+
+} // namespace
+
+std::unique_ptr<Executor> Executor::create(const format::TrainBinFile &file,
+                                           Backend &backend,
+                                           std::string &error) {
+  const fb::Program *program = findProgram(file.root(), kStepProgram);
+  if (!program) {
+    error = file.path() + ": has no '" + std::string(kStepProgram) +
+            "' program; was it written by qloracc -o?";
+    return nullptr;
+  }
+  std::unique_ptr<Executor> executor(new Executor(file, backend, *program));
+  if (!executor->load(error))
+    return nullptr;
+  return executor;
+}
+
+bool Executor::load(std::string &error) {
+  const fb::TrainBin &root = file_.root();
+  if (!backend_.allocateArena(root.memory()->arena_size(), error))
+    return false;
+
+  // Initial bytes: weights, LoRA initialisation, constants. Everything else
+  // starts at zero, which is what AdamW's moments need.
+  for (const fb::Buffer *buffer : *root.buffers())
+    if (buffer->init_section() >= 0)
+      backend_.upload(buffer->offset(),
+                      file_.section(uint32_t(buffer->init_section())));
+
+  std::vector<ArenaRange> args;
+  const auto &instrs = *program_.instrs();
+  for (uint32_t i = 0; i < instrs.size(); ++i) {
+    const fb::Instr &instr = *instrs[i];
+    if (instr.kind() != fb::InstrKind::Launch)
+      continue;
+    const fb::Kernel &kernel = *root.kernels()->Get(instr.kernel());
+    args.clear();
+    if (instr.args())
+      for (uint32_t arg : *instr.args())
+        args.push_back(rangeOf(*root.buffers()->Get(arg)));
+    std::string why;
+    if (!backend_.prepareLaunch(instr.kernel(),
+                                kernel.template_name()->string_view(),
+                                file_.kernelParams(instr.kernel()), args,
+                                why)) {
+      error = file_.path() + ": instruction " + std::to_string(i) +
+              " (kernel '" + kernel.symbol()->str() + "'): " + why;
+      return false;
+    }
+  }
+  return true;
+}
+
+std::optional<uint32_t> Executor::findBuffer(std::string_view name) const {
+  const auto &buffers = *file_.root().buffers();
+  for (uint32_t i = 0; i < buffers.size(); ++i)
+    if (buffers[i]->name() && buffers[i]->name()->string_view() == name)
+      return i;
+  return std::nullopt;
+}
+
+const fb::Buffer &Executor::buffer(uint32_t index) const {
+  return *file_.root().buffers()->Get(index);
+}
+
+bool Executor::write(uint32_t index, std::span<const std::byte> bytes,
+                     std::string &error) {
+  const fb::Buffer &target = buffer(index);
+  if (bytes.size() != target.size()) {
+    error = "buffer '" + target.name()->str() + "' holds " +
+            std::to_string(target.size()) + " bytes, got " +
+            std::to_string(bytes.size());
+    return false;
+  }
+  backend_.upload(target.offset(), bytes);
+  return true;
+}
+
+bool Executor::read(uint32_t index, std::span<std::byte> bytes,
+                    std::string &error) {
+  const fb::Buffer &source = buffer(index);
+  if (bytes.size() != source.size()) {
+    error = "buffer '" + source.name()->str() + "' holds " +
+            std::to_string(source.size()) + " bytes, asked for " +
+            std::to_string(bytes.size());
+    return false;
+  }
+  if (!backend_.synchronize(error))
+    return false;
+  backend_.download(source.offset(), bytes);
+  return true;
+}
+
+std::optional<uint32_t>
+Executor::findFirstLaunchOf(std::string_view templateName) const {
+  const fb::TrainBin &root = file_.root();
+  const auto &instrs = *program_.instrs();
+  for (uint32_t i = 0; i < instrs.size(); ++i) {
+    const fb::Instr &instr = *instrs[i];
+    if (instr.kind() == fb::InstrKind::Launch &&
+        root.kernels()->Get(instr.kernel())->template_name()->string_view() ==
+            templateName)
+      return i;
+  }
+  return std::nullopt;
+}
+
+bool Executor::run(std::string &error, const InstrHook &beforeInstr) {
+  const fb::TrainBin &root = file_.root();
+  const auto &instrs = *program_.instrs();
+  std::vector<ArenaRange> args;
+  for (uint32_t i = 0; i < instrs.size(); ++i) {
+    if (beforeInstr)
+      beforeInstr(i);
+    const fb::Instr &instr = *instrs[i];
+    if (instr.kind() == fb::InstrKind::Copy) {
+      const fb::Buffer &src = *root.buffers()->Get(instr.src());
+      const fb::Buffer &dst = *root.buffers()->Get(instr.dst());
+      backend_.copy(src.offset() + instr.src_offset(),
+                    dst.offset() + instr.dst_offset(), instr.bytes());
+      continue;
+    }
+    args.clear();
+    if (instr.args())
+      for (uint32_t arg : *instr.args())
+        args.push_back(rangeOf(*root.buffers()->Get(arg)));
+    backend_.launch(instr.kernel(), args);
+  }
+  return backend_.synchronize(error);
+}
+
+} // namespace qlora::exec

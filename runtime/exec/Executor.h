@@ -1,0 +1,71 @@
+//===- Executor.h - Runs the step program of a train.bin --------*- C++ -*-===//
+//
+// Loads a checked TrainBinFile onto a Backend: allocates the arena, copies
+// every buffer's initial bytes from its section, prepares every launch, then
+// runs the `train_step` program as often as asked. Inputs (tokens, labels,
+// lr, ...) and outputs (loss, grad_norm) are io buffers found by name.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QLORACC_RUNTIME_EXEC_EXECUTOR_H
+#define QLORACC_RUNTIME_EXEC_EXECUTOR_H
+
+#include "runtime/exec/Backend.h"
+#include "runtime/format/TrainBin.h"
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace qlora::fb {
+struct Program;
+struct Buffer;
+} // namespace qlora::fb
+
+namespace qlora::exec {
+
+class Executor {
+public:
+  /// Called before instruction `index` of the program runs.
+  using InstrHook = std::function<void(uint32_t index)>;
+
+  static std::unique_ptr<Executor> create(const format::TrainBinFile &file,
+                                          Backend &backend,
+                                          std::string &error);
+
+  const format::TrainBinFile &file() const { return file_; }
+  Backend &backend() { return backend_; }
+
+  /// Index of the buffer called `name`, if any.
+  std::optional<uint32_t> findBuffer(std::string_view name) const;
+  const fb::Buffer &buffer(uint32_t index) const;
+
+  /// Copies host bytes into / out of a whole buffer (sizes must match).
+  bool write(uint32_t buffer, std::span<const std::byte> bytes,
+             std::string &error);
+  bool read(uint32_t buffer, std::span<std::byte> bytes, std::string &error);
+
+  /// Index of the first launch of template `name`, if any.
+  std::optional<uint32_t> findFirstLaunchOf(std::string_view name) const;
+
+  /// Runs the step program once and waits for it.
+  bool run(std::string &error, const InstrHook &beforeInstr = nullptr);
+
+private:
+  Executor(const format::TrainBinFile &file, Backend &backend,
+           const fb::Program &program)
+      : file_(file), backend_(backend), program_(program) {}
+
+  bool load(std::string &error);
+
+  const format::TrainBinFile &file_;
+  Backend &backend_;
+  const fb::Program &program_;
+};
+
+} // namespace qlora::exec
+
+#endif // QLORACC_RUNTIME_EXEC_EXECUTOR_H
