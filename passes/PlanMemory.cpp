@@ -53,11 +53,12 @@ struct PlannedBuffer {
 SmallVector<PlannedBuffer>
 collectBuffers(func::FuncOp func, int64_t minAlignment, int64_t &numPoints) {
   llvm::DenseMap<Operation *, int64_t> point;
+  int64_t next = 0;
   func.walk<WalkOrder::PreOrder>([&](Operation *op) {
     if (op != func.getOperation())
-      point[op] = point.size();
+      point[op] = next++;
   });
-  numPoints = std::max<int64_t>(point.size(), 1);
+  numPoints = std::max<int64_t>(next, 1);
   SmallVector<PlannedBuffer> buffers;
   func.walk([&](qrt::BufferOp op) {
     if (op.getPlacement() != qrt::Placement::device)

@@ -6,6 +6,40 @@
 // RUN: not qlora-opt %s -split-input-file --qrt-plan-memory=alignment=48 2>&1 | FileCheck %s --check-prefix=BAD-ALIGN
 // RUN: echo 'module {}' | not qlora-opt --qrt-plan-memory 2>&1 | FileCheck %s --check-prefix=NO-STEP
 
+// The whole chain on the tiny preset (2 layers, LoRA r=4 on all 7 linears):
+// every op lowered, every device buffer placed, and the counts the model
+// implies: 21 frozen weights, 28 LoRA matrices each with 2 moments and a
+// named gradient read by its own adamw, 14 lora_grads, the 9 io buffers.
+// RUN: qloracc-import --preset tiny --lora r=4,alpha=8,targets=all-linear --batch 2 --seq 8 \
+// RUN:   | qlora-opt --qlora-build-training-step --qlora-lower-to-qrt --qrt-plan-memory > %t
+// RUN: FileCheck %s --check-prefix=TINY < %t
+// RUN: not grep -E "^ *(%[^ ]+ = )?qlora\." %t
+// RUN: not grep -E "qrt.buffer .*placement <device> (name|type)" %t
+// RUN: grep -c "class <weight>" %t | FileCheck %s --check-prefix=TINY-21
+// RUN: grep -c "class <lora>" %t | FileCheck %s --check-prefix=TINY-28
+// RUN: grep -c "class <optimizer>" %t | FileCheck %s --check-prefix=TINY-56
+// RUN: grep -c "class <io>" %t | FileCheck %s --check-prefix=TINY-9
+// RUN: grep -c 'weight.grad"' %t | FileCheck %s --check-prefix=TINY-28
+// RUN: grep -c "qrt.launch @adamw" %t | FileCheck %s --check-prefix=TINY-28
+// RUN: grep -c "qrt.launch @lora_grad" %t | FileCheck %s --check-prefix=TINY-14
+// The peak exceeds the persistent bytes (weights, LoRA matrices, moments and
+// io: 526144) and the arena holds the peak.
+// RUN: %python -c "import re; t = open(r'%t').read(); a, p = (int(re.search(k + r' = (\d+)', t)[1]) for k in ('arena_size', 'peak_bytes')); assert 526144 < p <= a, (p, a)"
+// TINY-21: {{^}}21{{$}}
+// TINY-28: {{^}}28{{$}}
+// TINY-56: {{^}}56{{$}}
+// TINY-9: {{^}}9{{$}}
+// TINY-14: {{^}}14{{$}}
+// TINY: module attributes {{{.*}}qrt.memory_plan = {arena_size = {{[0-9]+}} : i64, peak_by_class = {{{.*}}}, peak_bytes = {{[0-9]+}} : i64, total_by_class = {activation = {{[0-9]+}} : i64, gradient = {{[0-9]+}} : i64, io = 576 : i64, lora = 32768 : i64, optimizer = 65536 : i64, weight = 427264 : i64, workspace = {{[0-9]+}} : i64}}}
+// TINY: func.func @train_step() attributes {qlora.grad_accum = 1 : i64, qlora.optimizer = {
+// TINY: qrt.buffer size 64 align 64 class <io> placement <device> offset 0 name "tokens" type tensor<2x8xi32>
+// TINY: qrt.launch @embedding_fwd_0(
+// TINY: qrt.launch @cross_entropy_fwd_0(
+// TINY: qrt.launch @global_norm_0(
+// TINY: qrt.launch @clip_coefficient_0(
+// TINY: qrt.launch @adamw_{{[0-9]+}}(
+// TINY: return
+
 // BAD-ALIGN: error: alignment must be a positive power of two, got 48
 // NO-STEP: error: expected a func.func @train_step with a body (run --qlora-lower-to-qrt first)
 
