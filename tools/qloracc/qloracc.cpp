@@ -1,14 +1,20 @@
 //===- qloracc.cpp - The compiler driver ----------------------------------===//
 //
-//   qloracc model.mlir [--emit-mlir out.mlir] [--no-summary]
+//   qloracc model.mlir [-o train.bin] [--memory-report] [--emit-mlir FILE]
+//           [--grad-accum N] [--beta1 B] [--beta2 B] [--epsilon E]
+//           [--weight-decay W] [--max-grad-norm G] [--no-summary]
 //
-// Parses and verifies a qlora graph, runs the pipeline that exists and
-// prints what the graph needs. Serialization to train.bin joins it with the
-// training pipeline.
+// Parses and verifies a qlora graph, prints its summary, runs the pipeline
+// (training step, lowering to qrt, memory planning), prints the memory plan
+// when asked and writes train.bin with -o. On any error: a message, exit
+// status 1 and no output file.
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/Pipeline/Pipeline.h"
 #include "compiler/Registration/InitQloracc.h"
+#include "compiler/TrainBinWriter/TrainBinWriter.h"
+#include "runtime/exec/MemoryReport.h"
+#include "runtime/train/TextFormat.h"
 
 #include "mlir/IR/BuiltinOps.h"
 #include "mlir/IR/DialectRegistry.h"
@@ -31,11 +37,47 @@ static cl::opt<std::string> inputFile(cl::Positional, cl::Required,
                                       cl::desc("<model.mlir>"),
                                       cl::cat(category));
 static cl::opt<std::string>
+    outputFile("o", cl::desc("Write the training program (train.bin) here"),
+               cl::value_desc("train.bin"), cl::cat(category));
+static cl::opt<bool> memoryReport(
+    "memory-report",
+    cl::desc("Print the planned device memory: the peak on the first line, "
+             "then bytes at the peak and allocated per buffer class"),
+    cl::cat(category));
+static cl::opt<std::string>
     emitMlir("emit-mlir", cl::desc("Write the IR after the pipeline here"),
              cl::value_desc("file"), cl::cat(category));
 static cl::opt<bool> noSummary("no-summary",
                                cl::desc("Do not print the graph summary"),
                                cl::cat(category));
+
+// The training step's options; their defaults are the pass's.
+static const mlir::qlora::QloraBuildTrainingStepPassOptions kStepDefaults;
+static cl::opt<int64_t>
+    gradAccum("grad-accum",
+              cl::desc("Micro-batches per optimizer step (the runtime reads "
+                       "grad-accum x batch sequences per step)"),
+              cl::init(kStepDefaults.gradAccum), cl::cat(category));
+static cl::opt<double> beta1("beta1", cl::desc("AdamW beta1"),
+                             cl::init(kStepDefaults.beta1), cl::cat(category));
+static cl::opt<double> beta2("beta2", cl::desc("AdamW beta2"),
+                             cl::init(kStepDefaults.beta2), cl::cat(category));
+static cl::opt<double> epsilon("epsilon", cl::desc("AdamW epsilon"),
+                               cl::init(kStepDefaults.epsilon),
+                               cl::cat(category));
+static cl::opt<double>
+    weightDecay("weight-decay",
+                cl::desc("AdamW decoupled weight decay (qlora-run's default)"),
+                cl::init(kStepDefaults.weightDecay), cl::cat(category));
+static cl::opt<double> maxGradNorm(
+    "max-grad-norm",
+    cl::desc("Gradient clipping threshold, 0 = off (qlora-run's default)"),
+    cl::init(kStepDefaults.maxGradNorm), cl::cat(category));
+
+/// Checkpoint reads below this size are quick enough to go unannounced.
+static constexpr uint64_t kAnnouncedWeightBytes = uint64_t(1) << 30;
+/// Passes that take longer than this many seconds are reported on stderr.
+static constexpr double kSlowPassSeconds = 5.0;
 
 static int fail(const Twine &message) {
   WithColor::error(errs(), "qloracc") << message << "\n";
@@ -59,18 +101,32 @@ int main(int argc, char **argv) {
     return fail(error);
   SourceMgr sourceMgr;
   sourceMgr.AddNewSourceBuffer(std::move(input), SMLoc());
-  // Parse and verifier diagnostics print with file:line:col.
+  // Parse, verifier, pass and writer diagnostics print with file:line:col.
   mlir::SourceMgrDiagnosticHandler diagnostics(sourceMgr, &context);
   mlir::OwningOpRef<mlir::ModuleOp> module =
       mlir::parseSourceFile<mlir::ModuleOp>(sourceMgr, &context);
   if (!module)
     return fail(inputFile + ": not a valid qlora graph (see above)");
 
+  qloracc::PipelineOptions options;
+  options.trainingStep.gradAccum = gradAccum;
+  options.trainingStep.beta1 = beta1;
+  options.trainingStep.beta2 = beta2;
+  options.trainingStep.epsilon = epsilon;
+  options.trainingStep.weightDecay = weightDecay;
+  options.trainingStep.maxGradNorm = maxGradNorm;
+  // The report's first line is the peak, so with --memory-report the
+  // summary of the imported graph (a copy of it) comes after the report.
+  bool printSummary = !noSummary;
+  mlir::OwningOpRef<mlir::ModuleOp> summaryModule;
+  if (printSummary && memoryReport)
+    summaryModule = module->clone();
+  options.printSummary = printSummary && !summaryModule;
+
   mlir::PassManager pm(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
     return fail("bad pass manager options");
-  qloracc::PipelineOptions options;
-  options.printSummary = !noSummary;
+  qloracc::reportSlowPasses(pm, errs(), kSlowPassSeconds);
   qloracc::buildQloraccPipeline(pm, options);
   if (failed(pm.run(*module)))
     return fail(inputFile + ": the pipeline failed (see above)");
@@ -81,5 +137,36 @@ int main(int argc, char **argv) {
           return Error::success();
         }))
       return fail(emitMlir + ": " + toString(std::move(err)));
+
+  if (memoryReport) {
+    FailureOr<qlora::format::TrainBinMemoryPlan> plan =
+        qloracc::readMemoryPlan(*module);
+    if (failed(plan))
+      return fail(inputFile + ": no memory plan to report (see above)");
+    outs() << qlora::exec::renderMemoryReport(*plan);
+    outs().flush();
+  }
+  if (summaryModule) {
+    mlir::PassManager summaryPm(&context);
+    qloracc::buildGraphSummaryPipeline(summaryPm);
+    if (failed(summaryPm.run(*summaryModule)))
+      return fail(inputFile + ": the graph summary failed (see above)");
+  }
+  if (outputFile.empty())
+    return 0;
+
+  FailureOr<qloracc::TrainBinContents> contents =
+      qloracc::translateToTrainBin(*module);
+  if (failed(contents))
+    return fail(outputFile + ": not written (see above)");
+  if (contents->checkpointBytes >= kAnnouncedWeightBytes) {
+    errs() << "reading weights: "
+           << qlora::train::formatBytes(contents->checkpointBytes) << " from "
+           << contents->checkpoints.size()
+           << (contents->checkpoints.size() == 1 ? " file\n" : " files\n");
+    errs().flush();
+  }
+  if (!qlora::format::writeTrainBin(outputFile, contents->desc, error))
+    return fail(error);
   return 0;
 }
