@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# The main job on the built-in default: import the tiny preset, run the
-# compiler pipeline that exists today and print the graph and memory summary.
+# The main job on the built-in default: import the tiny preset with LoRA on
+# every linear layer, compile it to train.bin, train 200 steps on a learnable
+# synthetic sequence (on the CPU, or a GPU when qlora-run has one) and export
+# the PEFT adapter to build/demo/adapter.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/install-deps.sh
@@ -9,4 +11,8 @@ mkdir -p build/demo
 set -x
 build/bin/qloracc-import --preset tiny --lora r=16,alpha=32,targets=all-linear \
   -o build/demo/model.mlir
-build/bin/qloracc build/demo/model.mlir --emit-mlir build/demo/model.opt.mlir
+build/bin/qloracc build/demo/model.mlir -o build/demo/train.bin --memory-report
+python3 scripts/make-synthetic-tokens.py build/demo/tokens.bin --vocab 256
+time build/bin/qlora-run build/demo/train.bin --data build/demo/tokens.bin \
+  --steps 200 --lr 2e-3 --schedule cosine --warmup 10 \
+  --metrics build/demo/metrics.jsonl --save-adapter build/demo/adapter
