@@ -77,6 +77,7 @@ BATCH, SEQ, VOCAB = 2, 16, 256
 STEPS = 10
 LR, BETAS, EPS, WEIGHT_DECAY = 1e-3, (0.9, 0.999), 1e-8, 0.01
 MAX_GRAD_NORM = 1.0
+CLIP_MAX_GRAD_NORM = 0.25
 B_INIT_STD, B_INIT_SEED, DATA_SEED = 0.05, 1234, 7
 ADAPTER = "default"  # PEFT's adapter name, present in parameter names, absent in files
 
@@ -125,7 +126,11 @@ def main(argv):
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--base", choices=["fp32", "nf4"], default="fp32",
                         help="frozen weights as stored (fp32) or after an NF4 round trip")
+    parser.add_argument("--clip", action="store_true",
+                        help=f"clip at max_norm {CLIP_MAX_GRAD_NORM} (below every grad norm "
+                             "of the run, so clipping scales every step) into parity/clip")
     args = parser.parse_args(argv)
+    max_grad_norm = CLIP_MAX_GRAD_NORM if args.clip else MAX_GRAD_NORM
     if os.environ.get("PYTHONHASHSEED") != "0":
         # PEFT keeps target_modules as a set: fix str hashing so adapter_config.json
         # lists them in the same order on every run (regenerating gives no diff).
@@ -138,6 +143,8 @@ def main(argv):
         import bitsandbytes
         versions["bitsandbytes"] = bitsandbytes.__version__
     out = OUT if args.base == "fp32" else os.path.join(OUT, "nf4")
+    if args.clip:
+        out = os.path.join(out, "clip")
     print("versions: " + ", ".join(f"{k} {v}" for k, v in versions.items()), file=sys.stderr)
     torch.use_deterministic_algorithms(True)
     torch.set_num_threads(1)
@@ -162,7 +169,7 @@ def main(argv):
 
     os.makedirs(out, exist_ok=True)
     ids = torch.randint(0, VOCAB, (BATCH, SEQ), generator=torch.Generator().manual_seed(DATA_SEED))
-    if args.base == "fp32":
+    if args.base == "fp32" and not args.clip:
         init_dir = save_adapter(model, OUT, "init_adapter")
         saved_keys = load_saved_keys(init_dir)
         ours = {peft_key(n) for n, _ in params}
@@ -175,9 +182,10 @@ def main(argv):
         from safetensors.torch import load_file
         saved = load_file(os.path.join(OUT, "init_adapter", "adapter_model.safetensors"))
         assert all(torch.equal(saved[peft_key(n)], p) for n, p in params), \
-            "init_adapter differs: run --base fp32 first"
+            "init_adapter differs: run the plain fp32 run first"
         with open(os.path.join(OUT, "tokens.jsonl")) as f:
             assert [json.loads(x)["input_ids"] for x in f] == ids.tolist(), "tokens.jsonl differs"
+    if args.base == "nf4":
         replaced = nf4_roundtrip_linears(model)
         assert len(replaced) == 2 * len(TARGETS), replaced
 
@@ -192,7 +200,7 @@ def main(argv):
             grads = {peft_key(n): p.grad.detach().clone().contiguous() for n, p in params}
             save_file(grads, os.path.join(out, "grads_step0.safetensors"),
                       metadata={"loss": repr(loss.item())})
-        norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], max_norm=MAX_GRAD_NORM)
+        norm = torch.nn.utils.clip_grad_norm_([p for _, p in params], max_norm=max_grad_norm)
         opt.step()
         losses.append(loss.item())
         norms.append(norm.item())
@@ -200,7 +208,7 @@ def main(argv):
 
     save_adapter(model, out, "adapter_step10")
     golden = {"losses": losses, "grad_norms": norms, "lr": LR, "weight_decay": WEIGHT_DECAY,
-              "max_grad_norm": MAX_GRAD_NORM, "batch": BATCH, "seq": SEQ, "r": R,
+              "max_grad_norm": max_grad_norm, "batch": BATCH, "seq": SEQ, "r": R,
               "alpha": ALPHA, "base": args.base, "versions": versions}
     with open(os.path.join(out, "golden.json"), "w") as f:
         # json writes floats with repr, i.e. exactly round-trippable.
