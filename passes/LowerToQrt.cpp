@@ -455,13 +455,6 @@ private:
       }
       for (Value value : op->getResults())
         ok &= succeeded(checkValueType(op, value));
-      if (auto weight = dyn_cast<WeightOp>(op);
-          weight && weight.isShapeOnly()) {
-        weight.emitOpError("shape-only weight '")
-            << weight.getName()
-            << "' has no data; import with weights to build a train.bin";
-        ok = false;
-      }
       if (auto linear = dyn_cast<LinearOp>(op);
           linear && linear.hasLora() &&
           linear.getDropout().convertToDouble() > 0) {

@@ -27,7 +27,7 @@ namespace {
 //===----------------------------------------------------------------------===//
 
 /// A frozen weight is a `weight` buffer in its own dtype, initialised from
-/// its safetensors source or its inline elements.
+/// its safetensors source or its inline elements (none when shape-only).
 struct WeightLowering : QrtConversionPattern<WeightOp> {
   using QrtConversionPattern::QrtConversionPattern;
 
@@ -37,8 +37,9 @@ struct WeightLowering : QrtConversionPattern<WeightOp> {
     Attribute init = op.getSourceAttr();
     if (!init)
       init = op.getValueAttr();
-    if (!init)
-      return rewriter.notifyMatchFailure(op, "shape-only weight");
+    // A shape-only weight (a shape-only preset) still gets its buffer, so
+    // that its memory is planned and reported; the train.bin writer refuses
+    // a weight without bytes.
     rewriter.replaceOp(
         op, lowering.createBuffer(rewriter, op.getLoc(), op.getType(),
                                   BufferClass::weight, op.getNameAttr(), init));
