@@ -1,7 +1,7 @@
 //===- AdapterFiles.h - Pieces of the adapter reader and writer -*- C++ -*-===//
 //
-// Private to QloraAdapter: the adapter_config.json contents, their checks,
-// and the atomic file write that saveAdapter uses for the JSON file.
+// Private to QloraAdapter: the adapter_config.json contents and their
+// checks.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_RUNTIME_ADAPTER_ADAPTERFILES_H
@@ -38,11 +38,6 @@ bool checkAdapterConfig(const std::string &path, const nlohmann::json &config,
 bool checkTensorRefs(const std::string &path,
                      std::span<const LoraTensorRef> tensors, int64_t r,
                      std::string &error);
-
-/// Replaces `path` with `contents` through a synced temporary file in the
-/// same directory and a rename. On failure `path` is untouched.
-bool writeFileAtomically(const std::string &path, std::string_view contents,
-                         std::string &error);
 
 } // namespace qlora::adapter::detail
 

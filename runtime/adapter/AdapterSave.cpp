@@ -1,5 +1,6 @@
 //===- AdapterSave.cpp - Writes PEFT adapter directories ------------------===//
 #include "runtime/adapter/AdapterFiles.h"
+#include "runtime/format/AtomicFile.h"
 
 #include "runtime/format/SafetensorsWriter.h"
 
@@ -70,7 +71,7 @@ bool saveAdapter(const std::string &dir, const AdapterConfig &config,
   // the two renames leaves new weights beside the previous config.
   return format::writeSafetensors(weightsPath, toWrite, {{"format", "pt"}},
                                   error) &&
-         detail::writeFileAtomically(configPath, configText, error);
+         format::writeFileAtomically(configPath, configText, error);
 }
 
 } // namespace qlora::adapter

@@ -11,6 +11,8 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/format/TrainBinWriter.h"
 
+#include "runtime/format/AtomicFile.h"
+
 #include "runtime/format/Checksum.h"
 #include "runtime/format/Safetensors.h"
 #include "runtime/format/train_generated.h"
@@ -34,98 +36,16 @@ uint64_t alignUp(uint64_t value, uint64_t alignment) {
   return (value + alignment - 1) / alignment * alignment;
 }
 
-std::string errnoMessage(int err) {
-  return std::error_code(err, std::generic_category()).message();
-}
-
-/// A temporary file next to the target that is removed unless it was
-/// renamed into place.
-class TempFile {
-public:
-  explicit TempFile(const std::string &target) : path(target + ".tmp.XXXXXX") {}
-  ~TempFile() {
-    if (fd >= 0)
-      ::close(fd);
-    if (created)
-      ::unlink(path.c_str());
-  }
-  TempFile(const TempFile &) = delete;
-  TempFile &operator=(const TempFile &) = delete;
-
-  bool create() {
-    // mkstemp fills in the X's in place; on failure the pattern is kept,
-    // since that is what was attempted.
-    std::string pattern = path;
-    fd = ::mkstemp(path.data());
-    created = fd >= 0;
-    if (!created) {
-      int err = errno;
-      path = std::move(pattern);
-      errno = err;
-    }
-    return created;
-  }
-  bool close() {
-    int result = ::close(fd);
-    fd = -1;
-    return result == 0;
-  }
-  bool renameTo(const std::string &target) {
-    if (::rename(path.c_str(), target.c_str()) != 0)
-      return false;
-    created = false;
-    return true;
-  }
-
-  std::string path;
-  int fd = -1;
-
-private:
-  bool created = false;
-};
-
-/// mkstemp creates the file 0600; a train.bin is shared like any build
-/// output, and a replaced file keeps its own bits.
-mode_t permissionsFor(const std::string &path) {
-  struct stat info;
-  if (::stat(path.c_str(), &info) == 0)
-    return info.st_mode & 07777;
-  return 0644;
-}
-
-/// Makes the rename durable. Best effort: some file systems refuse fsync on
-/// a directory, and the file is already complete under its name.
-void syncDirectoryOf(const std::string &path) {
-  std::filesystem::path directory = std::filesystem::path(path).parent_path();
-  if (directory.empty())
-    directory = ".";
-  int fd = ::open(directory.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (fd < 0)
-    return;
-  ::fsync(fd);
-  ::close(fd);
-}
-
-/// Writes to a descriptor, hashing every byte into the footer checksum.
+/// Writes the file, hashing every byte into the footer checksum.
 class HashingWriter {
 public:
-  explicit HashingWriter(int fd) : fd(fd) {}
+  HashingWriter(AtomicFileWriter &file, std::string &error)
+      : file(file), error(error) {}
 
   bool write(const void *data, size_t size) {
     hash.update(data, size);
     position += size;
-    const auto *bytes = static_cast<const unsigned char *>(data);
-    while (size > 0) {
-      ssize_t written = ::write(fd, bytes, size);
-      if (written < 0) {
-        if (errno == EINTR)
-          continue;
-        return false;
-      }
-      bytes += written;
-      size -= static_cast<size_t>(written);
-    }
-    return true;
+    return file.write(data, size, error);
   }
   /// Writes zeros up to file offset `target` (>= the current position).
   bool padTo(uint64_t target) {
@@ -141,7 +61,8 @@ public:
   uint64_t offset() const { return position; }
 
 private:
-  int fd;
+  AtomicFileWriter &file;
+  std::string &error;
   Xxh64 hash;
   uint64_t position = 0;
 };
@@ -416,33 +337,26 @@ bool writeTrainBin(const std::string &path, const TrainBinDesc &desc,
   const FlatBufferBuilder &fbb = plan.builder();
   uint64_t base = alignUp(fbb.GetSize(), kTrainBinSectionAlignment);
 
-  TempFile temp(path);
-  // errno is read before any string is built, since allocating may set it.
-  if (!temp.create()) {
-    int err = errno;
-    return fail("cannot create temporary file '" + temp.path +
-                "': " + errnoMessage(err));
-  }
-  auto failIo = [&](const char *action) {
-    int err = errno;
-    return fail("cannot " + std::string(action) + " temporary file '" +
-                temp.path + "': " + errnoMessage(err));
+  AtomicFileWriter file(path);
+  std::string ioError;
+  auto failIo = [&] {
+    error = escapeForMessage(ioError);
+    return false;
   };
-  if (::fchmod(temp.fd, permissionsFor(path)) != 0)
-    return failIo("set permissions of");
-
-  HashingWriter out(temp.fd);
+  if (!file.open(ioError))
+    return failIo();
+  HashingWriter out(file, ioError);
   if (!out.write(fbb.GetBufferPointer(), fbb.GetSize()))
-    return failIo("write");
+    return failIo();
   // Padded to the base even when every section is empty, so that each
   // section's start lies inside the file.
   if (!desc.sections.empty() && !out.padTo(base))
-    return failIo("write");
+    return failIo();
   for (size_t i = 0; i < desc.sections.size(); ++i) {
     std::span<const std::byte> bytes = desc.sections[i].bytes();
     if (!out.padTo(base + placements[i].offset) ||
         !out.write(bytes.data(), bytes.size()))
-      return failIo("write");
+      return failIo();
   }
   std::vector<unsigned char> footer;
   appendLe(footer, out.digest(), 8);
@@ -450,17 +364,10 @@ bool writeTrainBin(const std::string &path, const TrainBinDesc &desc,
   footer.insert(footer.end(), kTrainBinFooterMagic.begin(),
                 kTrainBinFooterMagic.end());
   if (!out.write(footer.data(), footer.size()))
-    return failIo("write");
+    return failIo();
 
-  // Synced before the rename so that after a crash `path` holds either the
-  // old file or the complete new one.
-  if (::fsync(temp.fd) != 0)
-    return failIo("sync");
-  if (!temp.close())
-    return failIo("close");
-  if (!temp.renameTo(path))
-    return failIo("rename");
-  syncDirectoryOf(path);
+  if (!file.commit(ioError))
+    return failIo();
   return true;
 }
 

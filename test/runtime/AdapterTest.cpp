@@ -11,6 +11,8 @@
 #include "runtime/format/Safetensors.h"
 #include "runtime/format/SafetensorsWriter.h"
 
+#include "test/runtime/TempDirTest.h"
+
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -80,20 +82,9 @@ AdapterConfig makeConfig(int64_t r) {
   return config;
 }
 
-class AdapterTest : public ::testing::Test {
+class AdapterTest : public qlora::testing::TempDirTest {
 protected:
-  void SetUp() override {
-    const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::path(::testing::TempDir()) /
-          ("qlora-adapter-" + std::string(info->name()) + "." +
-           std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
+  AdapterTest() : TempDirTest("adapter") {}
 
   std::string adapterDir() const { return (dir / "adapter").string(); }
   std::string weightsPath() const {
@@ -134,7 +125,6 @@ protected:
         << error;
   }
 
-  fs::path dir;
 };
 
 template <typename T>

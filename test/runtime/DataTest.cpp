@@ -7,6 +7,8 @@
 //===----------------------------------------------------------------------===//
 #include "runtime/data/TokenDataset.h"
 
+#include "test/runtime/TempDirTest.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -20,20 +22,9 @@ namespace {
 
 namespace fs = std::filesystem;
 
-class DataTest : public ::testing::Test {
+class DataTest : public qlora::testing::TempDirTest {
 protected:
-  void SetUp() override {
-    const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::path(::testing::TempDir()) /
-          ("qlora-data-" + std::string(info->name()) + "." +
-           std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
+  DataTest() : TempDirTest("data") {}
 
   std::string writeBytes(const std::string &name, const std::string &bytes) {
     std::string path = (dir / name).string();
@@ -65,7 +56,6 @@ protected:
     EXPECT_EQ(error, path + ": " + message);
   }
 
-  fs::path dir;
   std::string error;
 };
 

@@ -3,6 +3,8 @@
 #include "runtime/train/ProgressBar.h"
 #include "runtime/train/TextFormat.h"
 
+#include "test/runtime/TempDirTest.h"
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -184,27 +186,15 @@ TEST(ProgressBarTest, MeasuresElapsedTimeItself) {
 // Metrics file
 //===----------------------------------------------------------------------===//
 
-class MetricsTest : public ::testing::Test {
+class MetricsTest : public qlora::testing::TempDirTest {
 protected:
-  void SetUp() override {
-    const auto *info = ::testing::UnitTest::GetInstance()->current_test_info();
-    dir = fs::path(::testing::TempDir()) /
-          ("qlora-metrics-" + std::string(info->name()) + "." +
-           std::to_string(::getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-  }
-  void TearDown() override {
-    std::error_code ignored;
-    fs::remove_all(dir, ignored);
-  }
+  MetricsTest() : TempDirTest("metrics") {}
   std::string read(const std::string &path) {
     std::ifstream in(path, std::ios::binary);
     return {std::istreambuf_iterator<char>(in),
             std::istreambuf_iterator<char>()};
   }
 
-  fs::path dir;
 };
 
 TEST_F(MetricsTest, LineHasTheKeysInOrder) {
