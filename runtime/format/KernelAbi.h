@@ -12,7 +12,9 @@
 //   - Activations and gradients are f32; token ids and labels are i32.
 //   - A "scalar" buffer holds one f32 (or one i64 where noted).
 //   - `accumulate` = 1 means the kernel adds into its output (+=) instead of
-//     overwriting it (used to sum gradients without extra buffers).
+//     overwriting it (used to sum gradients without extra buffers); the
+//     lowering emits 0 today.
+//   - An argument buffer may be larger than its tensor, never smaller.
 //   - Arguments marked [lora] are present only when rank > 0.
 //   - Dtype parameters (w_dtype, from, to) are strings in safetensors'
 //     spelling: "F32", "BF16", "F16" (format::parseDType reads them).
@@ -32,7 +34,12 @@
 //                     dx = dy·W + s·(dy·B)·A ; dt_ws = dy·B (workspace)
 // lora_grad           dy[T,out], x[T,in], a[r,in], b[out,r],     rows in out rank scaling accumulate
 //                     t_ws[T,r], dt_ws[T,r], da[r,in], db[out,r]
-//                     da = s·(dy·B)ᵀ·x ; db = s·dyᵀ·(x·Aᵀ)
+//                     da = s·(dy·B)ᵀ·x ; db = s·dyᵀ·(x·Aᵀ), reading x·Aᵀ from the
+//                     t_ws its linear_fwd wrote and dy·B from the dt_ws its
+//                     linear_grad_input wrote (the lowering keeps both live;
+//                     a rank-0 linear_grad_input with B as weight fills dt_ws
+//                     where no input gradient is needed); a and b are only
+//                     size-checked.
 // rope                x[B,S,N,D], y[B,S,N,D]                     batch seq heads head_dim theta inverse
 //                                                                rope_type ("default"|"llama3") and, for
 //                                                                llama3: factor low_freq_factor
@@ -41,6 +48,7 @@
 // attention_fwd       q[B,S,Hq,D], k[B,S,Hkv,D], v[B,S,Hkv,D],   batch seq heads kv_heads head_dim scale causal
 //                     o[B,S,Hq,D]
 // attention_bwd       do, q, k, v, o, dq, dk, dv                 same as attention_fwd, plus accumulate
+//                     (the CPU recomputes P from q, k and does not read o)
 // silu_fwd            x[n], y[n]                                 n
 // silu_bwd            dy[n], x[n], dx[n]                         n accumulate
 // add                 a[n], b[n], y[n]                           n
