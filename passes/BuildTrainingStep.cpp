@@ -106,6 +106,23 @@ FailureOr<SmallVector<LoraParamOp>> trainableParams(LossFunction &loss) {
   return trainable;
 }
 
+/// Names the dropout mask stream of a LoRA linear with dropout in
+/// micro-batch `microBatch`: "<lora_A's name>#<microBatch>", unique per LoRA
+/// module and micro-batch (the step is part of the draw index, so each
+/// optimizer step gets a fresh mask). Its gradients inherit the stream.
+LogicalResult setDropoutStream(LinearOp linear, int64_t microBatch) {
+  if (!linear.hasLora() || linear.getDropout().convertToDouble() == 0)
+    return success();
+  auto loraA = linear.getLoraA().getDefiningOp<LoraParamOp>();
+  if (!loraA)
+    return linear.emitOpError("with LoRA dropout needs its lora_a to be a "
+                              "qlora.lora_param, whose name keys the dropout "
+                              "mask");
+  linear.setDropoutStreamAttr(StringAttr::get(
+      linear.getContext(), loraA.getName() + "#" + Twine(microBatch)));
+  return success();
+}
+
 struct BuildTrainingStepPass
     : impl::QloraBuildTrainingStepPassBase<BuildTrainingStepPass> {
   using Base::Base;
@@ -259,6 +276,9 @@ BuildTrainingStepPass::buildTrainStep(LossFunction &loss,
           crossEntropy && gradAccum > 1)
         crossEntropy.getNormalizerMutable().assign(
             normalizers.lookup(crossEntropy.getIgnoreIndex()));
+      if (auto linear = dyn_cast<LinearOp>(clone);
+          linear && failed(setDropoutStream(linear, i)))
+        return failure();
       forward.push_back(clone);
     }
     Value microLoss = mapping.lookup(loss.loss);

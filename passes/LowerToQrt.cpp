@@ -18,6 +18,7 @@
 #include "mlir/IR/SymbolTable.h"
 #include "mlir/IR/TypeUtilities.h"
 #include "llvm/ADT/StringSwitch.h"
+#include "llvm/ADT/TypeSwitch.h"
 
 namespace mlir::qlora {
 #define GEN_PASS_DEF_QLORALOWERTOQRTPASS
@@ -194,6 +195,8 @@ int64_t getRows(ShapedType type) {
 
 static constexpr StringLiteral kInputAttr = "qlora.input";
 static constexpr StringLiteral kOutputAttr = "qlora.output";
+/// The input LoRA dropout kernels read the optimizer step from.
+static constexpr StringLiteral kStepInput = "step";
 
 namespace {
 
@@ -215,6 +218,8 @@ struct FuncLowering : QrtConversionPattern<func::FuncOp> {
           rewriter, arg.getLoc(),
           lowering.getStoredType(arg.getType(), BufferClass::io),
           BufferClass::io, name);
+      if (name && name.getValue() == kStepInput)
+        lowering.stepBuffer = buffer;
       signature.remapInput(arg.getArgNumber(), buffer);
     }
     rewriter.applySignatureConversion(&entry, signature, getTypeConverter());
@@ -419,7 +424,8 @@ private:
 
   /// Rejects, with one error per cause, what the patterns cannot lower: an
   /// op without a pattern, dynamic shapes, token tensors that are not i32,
-  /// weights without bytes, LoRA dropout and unnamed arguments/results.
+  /// weights without bytes, LoRA dropout without the stream, seed or step
+  /// its mask needs, and unnamed arguments/results.
   /// Records the result names for ReturnLowering.
   LogicalResult checkLowerable(func::FuncOp func, ConversionTarget &target,
                                const FrozenRewritePatternSet &patterns,
@@ -455,18 +461,45 @@ private:
       }
       for (Value value : op->getResults())
         ok &= succeeded(checkValueType(op, value));
-      if (auto linear = dyn_cast<LinearOp>(op);
-          linear && linear.hasLora() &&
-          linear.getDropout().convertToDouble() > 0) {
-        linear.emitOpError("LoRA dropout is not supported by the CPU backend "
-                           "yet (dropout = ")
-            << linear.getDropout().convertToDouble() << ")";
-        ok = false;
-      }
+      ok &= succeeded(checkDropout(func, op));
     });
     for (BlockArgument arg : func.getArguments())
       ok &= succeeded(checkValueType(func, arg));
     return success(ok);
+  }
+
+  /// A linear or LoRA gradient with dropout above 0 needs what its kernels
+  /// key the mask by: a `dropout_stream`, a lora_a that is a
+  /// qlora.lora_param (its seed) and the function's i64 `step` input.
+  static LogicalResult checkDropout(func::FuncOp func, Operation *op) {
+    auto [dropout, stream, loraA] =
+        llvm::TypeSwitch<Operation *, std::tuple<double, StringAttr, Value>>(op)
+            .Case<LinearOp, LinearGradInputOp, LoraGradOp>([](auto op) {
+              return std::make_tuple(op.getDropout().convertToDouble(),
+                                     op.getDropoutStreamAttr(),
+                                     Value(op.getLoraA()));
+            })
+            .Default([](Operation *) {
+              return std::make_tuple(0.0, StringAttr(), Value());
+            });
+    if (dropout == 0)
+      return success();
+    if (!stream)
+      return op->emitOpError("has LoRA dropout ")
+             << dropout
+             << " but no dropout_stream to key its mask by (set by "
+                "--qlora-build-training-step)";
+    if (!loraA.getDefiningOp<LoraParamOp>())
+      return op->emitOpError("has LoRA dropout but its lora_a is not a "
+                             "qlora.lora_param, whose seed keys the mask");
+    for (unsigned i = 0, e = func.getNumArguments(); i < e; ++i) {
+      auto name = func.getArgAttrOfType<StringAttr>(i, kInputAttr);
+      if (name && name.getValue() == kStepInput &&
+          func.getArgument(i).getType().isInteger(64))
+        return success();
+    }
+    return op->emitOpError("has LoRA dropout but the function has no i64 '")
+           << kStepInput << "' input to draw a fresh mask per step from";
   }
 
   /// Static shapes, element types with a byte size, i32 token ids.

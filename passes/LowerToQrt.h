@@ -118,6 +118,10 @@ public:
     loraProducts[{lhs, loraMatrix}] = product;
   }
 
+  /// The `io` buffer of the function's `step` input (the 1-based optimizer
+  /// step, i64), which LoRA dropout kernels read; null when there is none.
+  Value stepBuffer;
+
   /// A fresh name for a constant's buffer: `constant_<n>`.
   StringAttr getConstantName(Builder &builder) {
     return builder.getStringAttr("constant_" + Twine(constantCount++));

@@ -194,6 +194,23 @@ static KernelParams getLinearParams(Builder &builder, int64_t rows,
   return params;
 }
 
+/// With LoRA dropout above 0: the `dropout`, `dropout_stream` and
+/// `dropout_seed` (lora_a's seed) parameters, and the `step` io buffer as the
+/// launch's last argument, from which the kernel recomputes the mask.
+/// checkDropout has made sure all of them exist.
+static void addDropout(QrtLowering &lowering, KernelParams &params,
+                       SmallVectorImpl<Value> &args, APFloat dropout,
+                       StringAttr stream, Value loraABuffer) {
+  double p = dropout.convertToDouble();
+  if (p == 0)
+    return;
+  IntegerAttr seed = getBufferOp(loraABuffer).getSeedAttr();
+  params.addFloat("dropout", p)
+      .addString("dropout_stream", stream.getValue())
+      .addInt("dropout_seed", seed ? seed.getInt() : 0);
+  args.push_back(lowering.stepBuffer);
+}
+
 /// The [rows, rank] scratch of a LoRA kernel (x·Aᵀ or dy·B).
 static Value allocateLoraWorkspace(QrtLowering &lowering, OpBuilder &builder,
                                    Location loc, int64_t rows, Value loraA) {
@@ -203,11 +220,11 @@ static Value allocateLoraWorkspace(QrtLowering &lowering, OpBuilder &builder,
       RankedTensorType::get({rows, a.getDimSize(0)}, a.getElementType()));
 }
 
-/// The two kernels shaped like a linear, `kernel(x, w, [a, b, ws], out)`
-/// over the rows of `x`: the forward `linear_fwd` (x, y, t_ws = x·Aᵀ) and
-/// `linear_grad_input` (dy, dx, dt_ws = dy·B, plus `accumulate`). `OpTy`'s
-/// first operand is x or dy. The workspace keeps its product for the
-/// lora_grad of the same linear, which reads it.
+/// The two kernels shaped like a linear, `kernel(x, w, [a, b, ws], out
+/// [, step])` over the rows of `x`: the forward `linear_fwd` (x, y, t_ws =
+/// dropout(x)·Aᵀ) and `linear_grad_input` (dy, dx, dt_ws = dy·B, plus
+/// `accumulate`). `OpTy`'s first operand is x or dy. The workspace keeps its
+/// product for the lora_grad of the same linear, which reads it.
 template <typename OpTy>
 struct LinearShapedLowering : QrtConversionPattern<OpTy> {
   LinearShapedLowering(const TypeConverter &converter, MLIRContext *context,
@@ -242,6 +259,9 @@ struct LinearShapedLowering : QrtConversionPattern<OpTy> {
     params.addString("w_dtype", getDTypeName(adaptor.getWeight()));
     if (backward)
       params.addInt("accumulate", 0);
+    if (op.getLoraA())
+      addDropout(lowering, params, args, op.getDropout(),
+                 op.getDropoutStreamAttr(), adaptor.getLoraA());
     return lowering.replaceWithLaunch(rewriter, op, kernel, params, args, out);
   }
 
@@ -249,14 +269,15 @@ struct LinearShapedLowering : QrtConversionPattern<OpTy> {
   bool backward;
 };
 
-/// dA, dB: `lora_grad(dy, x, a, b, t_ws, dt_ws, da, db)`. The kernel reads
-/// t_ws = x·Aᵀ and dt_ws = dy·B (the CPU backend does not recompute them):
-/// the workspaces the linear_fwd and linear_grad_input of the same linear
-/// filled, kept live until here. Where no such launch exists (the input
-/// gradient of the lowest LoRA linears is not needed), a rank-0 linear_fwd
-/// (x·Aᵀ) or linear_grad_input (dy·B) computes the product first. The
-/// gradients are stored in the LoRA matrices' own type (f32), as AdamW
-/// reads them.
+/// dA, dB: `lora_grad(dy, x, a, b, t_ws, dt_ws, da, db[, step])`. The kernel
+/// reads t_ws = dropout(x)·Aᵀ and dt_ws = dy·B (the CPU backend does not
+/// recompute them): the workspaces the linear_fwd and linear_grad_input of the
+/// same linear filled, kept live until here. Where no such launch exists (the
+/// input gradient of the lowest LoRA linears is not needed), a rank-0
+/// linear_fwd (x·Aᵀ) or linear_grad_input (dy·B) computes the product first.
+/// The gradients are stored in the LoRA matrices' own type (f32), as AdamW
+/// reads them. With dropout, t_ws must come from the linear_fwd: only it
+/// applies the mask.
 struct LoraGradLowering : QrtConversionPattern<LoraGradOp> {
   using QrtConversionPattern::QrtConversionPattern;
 
@@ -266,6 +287,12 @@ struct LoraGradLowering : QrtConversionPattern<LoraGradOp> {
     Location loc = op.getLoc();
     int64_t rows = getRows(op.getGradOutput().getType());
     RankedTensorType a = op.getLoraA().getType(), b = op.getLoraB().getType();
+    bool dropout = op.getDropout().convertToDouble() > 0;
+    // A rank-0 linear_fwd would compute x·Aᵀ without the mask.
+    if (dropout &&
+        !lowering.lookupLoraProduct(adaptor.getInput(), adaptor.getLoraA()))
+      return op.emitOpError("has LoRA dropout but no linear_fwd of the same "
+                            "linear left dropout(x)·Aᵀ to read");
     Value tWs = getProduct(rewriter, loc, kernels::kLinearFwd, rows,
                            adaptor.getInput(), adaptor.getLoraA(), a,
                            /*backward=*/false);
@@ -281,11 +308,18 @@ struct LoraGradLowering : QrtConversionPattern<LoraGradOp> {
     KernelParams params =
         getLinearParams(rewriter, rows, weight, op.getLoraA(), op.getScaling());
     params.addInt("accumulate", 0);
+    SmallVector<Value> args = {adaptor.getGradOutput(),
+                               adaptor.getInput(),
+                               adaptor.getLoraA(),
+                               adaptor.getLoraB(),
+                               tWs,
+                               dtWs,
+                               da,
+                               db};
+    addDropout(lowering, params, args, op.getDropout(),
+               op.getDropoutStreamAttr(), adaptor.getLoraA());
     return lowering.replaceWithLaunch(rewriter, op, kernels::kLoraGrad, params,
-                                      {adaptor.getGradOutput(),
-                                       adaptor.getInput(), adaptor.getLoraA(),
-                                       adaptor.getLoraB(), tWs, dtWs, da, db},
-                                      {da, db});
+                                      args, {da, db});
   }
 
   /// The recorded product of `lhs` with `matrix` (A: [r, in] or B:

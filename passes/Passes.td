@@ -149,10 +149,15 @@ def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
       input's buffer. `tensor.extract_slice` of token rows is a `qrt.copy`
       into a micro-batch buffer; f32 `arith.addf`/`subf`/`mulf`/`divf` are
       `scalar_binary` launches.
+    - LoRA dropout > 0 adds `dropout`, `dropout_stream` and `dropout_seed`
+      (lora_a's seed) to linear_fwd, linear_grad_input and lora_grad, and
+      the `step` io buffer as their last argument: each kernel recomputes
+      the same mask.
 
     Errors: an op without a lowering, dynamic shapes, integer tensors other
-    than i32, a shape-only `qlora.weight`, LoRA dropout > 0, and arguments or
-    results without a `qlora.input`/`qlora.output` name.
+    than i32, a shape-only `qlora.weight`, LoRA dropout > 0 without a
+    `dropout_stream`, a lora_param lora_a or an i64 `step` input, and
+    arguments or results without a `qlora.input`/`qlora.output` name.
 
     ```
     $ qlora-opt model.mlir --qlora-build-training-step --qlora-lower-to-qrt

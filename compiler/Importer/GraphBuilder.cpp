@@ -42,8 +42,9 @@ public:
     hidden = rmsNorm(hidden, "model.norm.weight");
     Value head =
         config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
-    Value logits = qlora::LinearOp::create(b, loc, hidden, head, Value(),
-                                           Value(), nullptr, nullptr);
+    Value logits =
+        qlora::LinearOp::create(b, loc, hidden, head, Value(), Value(), nullptr,
+                                nullptr, /*dropout_stream=*/nullptr);
     Value loss = qlora::CrossEntropyOp::create(b, loc, logits, labels,
                                                /*normalizer=*/Value());
     func::ReturnOp::create(b, loc, loss);
@@ -84,16 +85,18 @@ private:
     Value w = weight(path + ".weight");
     if (!llvm::is_contained(lora.targets, module))
       return qlora::LinearOp::create(b, loc, input, w, Value(), Value(),
-                                     nullptr, nullptr);
+                                     nullptr, nullptr,
+                                     /*dropout_stream=*/nullptr);
     auto wType = cast<RankedTensorType>(w.getType());
     int64_t out = wType.getDimSize(0), in = wType.getDimSize(1);
     Value a = loraParam(path + ".lora_A.weight", {lora.r, in},
                         qlora::LoraInit::kaiming_uniform);
     Value bMat = loraParam(path + ".lora_B.weight", {out, lora.r},
                            qlora::LoraInit::zeros);
-    return qlora::LinearOp::create(b, loc, input, w, a, bMat,
-                                   b.getF64FloatAttr(loraScaling),
-                                   b.getF64FloatAttr(lora.dropout));
+    // BuildTrainingStep names the dropout mask stream per micro-batch.
+    return qlora::LinearOp::create(
+        b, loc, input, w, a, bMat, b.getF64FloatAttr(loraScaling),
+        b.getF64FloatAttr(lora.dropout), /*dropout_stream=*/nullptr);
   }
 
   Value rmsNorm(Value input, const std::string &name) {

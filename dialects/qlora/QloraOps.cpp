@@ -160,14 +160,24 @@ LogicalResult LinearOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
+LogicalResult mlir::qlora::verifyLoraDropout(Operation *op, double dropout,
+                                             bool hasLora, StringAttr stream) {
+  if (!(dropout >= 0 && dropout < 1))
+    return op->emitOpError("dropout must be in [0, 1), got ") << dropout;
+  if (dropout > 0 && !hasLora)
+    return op->emitOpError("dropout applies to the LoRA path; this op has "
+                           "none");
+  if (stream && stream.getValue().empty())
+    return op->emitOpError("dropout_stream must not be empty");
+  return success();
+}
+
 LogicalResult LinearOp::verify() {
   double dropout = getDropout().convertToDouble();
   if (!hasLora() && (getScaling().convertToDouble() != 1.0 || dropout != 0.0))
     return emitOpError("scaling and dropout apply to the LoRA path; this "
                        "linear has none");
-  if (!(dropout >= 0 && dropout < 1))
-    return emitOpError("dropout must be in [0, 1), got ") << dropout;
-  return success();
+  return verifyLoraDropout(*this, dropout, hasLora(), getDropoutStreamAttr());
 }
 
 //===----------------------------------------------------------------------===//

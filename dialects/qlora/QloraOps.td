@@ -124,6 +124,11 @@ def Qlora_LinearOp : Qlora_GraphOp<"linear", [AttrSizedOperandSegments]> {
     bias-free linear. The result has the input's element type; the weight
     may be stored in another float type (bf16 checkpoints, dequantized NF4).
 
+    `dropout(x) = x · mask / (1 − dropout)` (inverted dropout, LoRA path
+    only). `dropout_stream` names the mask's random stream: unique per LoRA
+    module and micro-batch, set by `--qlora-build-training-step` and
+    required to lower a linear whose dropout is above 0.
+
     ```mlir
     %y = qlora.linear %x, %w lora(%a, %b) {dropout = 0.0, scaling = 2.0}
            : tensor<1x64x64xf32>, tensor<64x64xbf16>, tensor<16x64xf32>,
@@ -134,7 +139,8 @@ def Qlora_LinearOp : Qlora_GraphOp<"linear", [AttrSizedOperandSegments]> {
                        Optional<Qlora_FloatTensor>:$lora_a,
                        Optional<Qlora_FloatTensor>:$lora_b,
                        DefaultValuedAttr<F64Attr, "1.0">:$scaling,
-                       DefaultValuedAttr<F64Attr, "0.0">:$dropout);
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout,
+                       OptionalAttr<StrAttr>:$dropout_stream);
   let results = (outs Qlora_FloatTensor:$result);
   let assemblyFormat = [{
     $input `,` $weight (`lora` `(` $lora_a^ `,` $lora_b `)`)? attr-dict `:`

@@ -43,6 +43,9 @@ LogicalResult LinearGradInputOp::verify() {
       failed(verifyLoraPair(*this, weight, getLoraA().getType(),
                             getLoraB().getType())))
     return failure();
+  if (failed(verifyLoraDropout(*this, getDropout().convertToDouble(),
+                               getLoraA() != nullptr, getDropoutStreamAttr())))
+    return failure();
   RankedTensorType expected = withLastDim(dy, weight.getDimSize(1));
   if (getType() != expected)
     return emitOpError("result must be ")
@@ -60,6 +63,9 @@ LogicalResult LoraGradOp::verify() {
     return emitOpError("input ")
            << x << " and grad_output " << dy
            << " must have the same leading dimensions";
+  if (failed(verifyLoraDropout(*this, getDropout().convertToDouble(),
+                               /*hasLora=*/true, getDropoutStreamAttr())))
+    return failure();
   auto weight = RankedTensorType::get(
       {dy.getShape().back(), x.getShape().back()}, a.getElementType());
   return verifyLoraPair(*this, weight, a, getLoraB().getType());

@@ -81,16 +81,20 @@ def Qlora_SiluGradOp : Qlora_GradOp<"silu_grad",
 
 def Qlora_LinearGradInputOp : Qlora_Op<"linear_grad_input",
     [Pure, AttrSizedOperandSegments]> {
-  let summary = "d x of linear: dy·W + s·(dy·B)·A";
+  let summary = "d x of linear: dy·W + s·mask ⊙ ((dy·B)·A)";
   let description = [{
     The input gradient of `qlora.linear %x, %w lora(%a, %b)` given `d y`.
-    The result has `d y`'s leading dimensions and `in` features.
+    The result has `d y`'s leading dimensions and `in` features. With
+    `dropout` above 0 the LoRA term is multiplied by the forward's dropout
+    mask (`keep / (1 − dropout)`), recomputed from `dropout_stream`.
   }];
   let arguments = (ins Qlora_FloatTensor:$grad_output,
                        Qlora_FloatTensor:$weight,
                        Optional<Qlora_FloatTensor>:$lora_a,
                        Optional<Qlora_FloatTensor>:$lora_b,
-                       DefaultValuedAttr<F64Attr, "1.0">:$scaling);
+                       DefaultValuedAttr<F64Attr, "1.0">:$scaling,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout,
+                       OptionalAttr<StrAttr>:$dropout_stream);
   let results = (outs Qlora_FloatTensor:$result);
   let assemblyFormat = [{
     $grad_output `,` $weight (`lora` `(` $lora_a^ `,` $lora_b `)`)? attr-dict
@@ -104,14 +108,18 @@ def Qlora_LoraGradOp : Qlora_GradOp<"lora_grad", [
     AllTypesMatch<["lora_a", "grad_a"]>, AllTypesMatch<["lora_b", "grad_b"]>]> {
   let summary = "Gradients of the LoRA matrices of a linear";
   let description = [{
-    For `y = x Wᵀ + (x Aᵀ) Bᵀ · s` and `d y`:
-    `d A = s · (dy · B)ᵀ · x` and `d B = s · dyᵀ · (x · Aᵀ)`, summed over
-    every leading dimension (tokens).
+    For `y = x Wᵀ + (dropout(x) Aᵀ) Bᵀ · s` and `d y`:
+    `d A = s · (dy · B)ᵀ · dropout(x)` and
+    `d B = s · dyᵀ · (dropout(x) · Aᵀ)`, summed over every leading
+    dimension (tokens). `dropout` and `dropout_stream` are the forward
+    linear's: the same mask is recomputed, never stored.
   }];
   let arguments = (ins Qlora_FloatTensor:$grad_output,
                        Qlora_FloatTensor:$input, Qlora_FloatTensor:$lora_a,
                        Qlora_FloatTensor:$lora_b,
-                       DefaultValuedAttr<F64Attr, "1.0">:$scaling);
+                       DefaultValuedAttr<F64Attr, "1.0">:$scaling,
+                       DefaultValuedAttr<F64Attr, "0.0">:$dropout,
+                       OptionalAttr<StrAttr>:$dropout_stream);
   let results = (outs Qlora_FloatTensor:$grad_a, Qlora_FloatTensor:$grad_b);
   let assemblyFormat = [{
     $grad_output `,` $input `,` $lora_a `,` $lora_b attr-dict `:`

@@ -47,14 +47,15 @@ SmallVector<Value> LinearOp::buildVjp(OpBuilder &b, ValueRange resultGrads,
   SmallVector<Value> grads = noGrads(*this);
   Value dy = resultGrads[0];
   enum { kInput = 0, kLoraA = 2, kLoraB = 3 };
+  // Both gradients recompute the forward's dropout mask from its stream.
   if (needGrad[kInput])
     grads[kInput] = LinearGradInputOp::create(
         b, getLoc(), getInput().getType(), dy, getWeight(), getLoraA(),
-        getLoraB(), getScalingAttr());
+        getLoraB(), getScalingAttr(), getDropoutAttr(), getDropoutStreamAttr());
   if (hasLora() && (needGrad[kLoraA] || needGrad[kLoraB])) {
-    auto loraGrads = LoraGradOp::create(b, getLoc(), dy, getInput(),
-                                        getLoraA(), getLoraB(),
-                                        getScalingAttr());
+    auto loraGrads = LoraGradOp::create(
+        b, getLoc(), dy, getInput(), getLoraA(), getLoraB(), getScalingAttr(),
+        getDropoutAttr(), getDropoutStreamAttr());
     grads[kLoraA] = loraGrads.getGradA();
     grads[kLoraB] = loraGrads.getGradB();
   }

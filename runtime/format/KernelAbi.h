@@ -19,6 +19,18 @@
 //   - Dtype parameters (w_dtype, from, to) are strings in safetensors'
 //     spelling: "F32", "BF16", "F16" (format::parseDType reads them).
 //   - Integer flags (inverse, causal, accumulate, has_normalizer) are 0 or 1.
+//   - [dropout] LoRA dropout of linear_fwd, linear_grad_input and lora_grad:
+//     the optional params `dropout` (f64 p in [0, 1); absent means 0),
+//     and when p > 0 `dropout_stream` (string, unique per LoRA module and
+//     micro-batch, "<lora_A name>#<micro-batch>") and `dropout_seed` (i64,
+//     lora_A's seed), plus one extra argument appended after all the others:
+//     `step` scalar i64 (the 1-based optimizer step). The mask of input
+//     element (t, i) of x[T,in] keeps it when
+//       CounterRng(dropout_seed, dropout_stream).uniform(step·T·in + t·in + i)
+//         >= p
+//     and then scales it by 1/(1 − p) (inverted dropout; format/CounterRng.h).
+//     All three kernels of one linear recompute the same mask; none stores
+//     it. dropout(x) applies on the LoRA path only.
 //
 // Kernel              arguments (in order)                      params
 // ------------------  ----------------------------------------  -------------
@@ -27,18 +39,24 @@
 // rms_norm_fwd        x[T,H], w[H] w, y[T,H]                     rows hidden eps w_dtype
 // rms_norm_bwd        dy[T,H], x[T,H], w[H] w, dx[T,H]           rows hidden eps w_dtype accumulate
 // linear_fwd          x[T,in], w[out,in] w, [lora] a[r,in],      rows in out rank scaling w_dtype
-//                     [lora] b[out,r], [lora] t_ws[T,r], y[T,out]
-//                     y = x·Wᵀ + s·(x·Aᵀ)·Bᵀ ; t_ws = x·Aᵀ (workspace)
+//                     [lora] b[out,r], [lora] t_ws[T,r], y[T,out], [dropout] dropout dropout_stream
+//                     [dropout] step                             dropout_seed
+//                     y = x·Wᵀ + s·(xd·Aᵀ)·Bᵀ ; t_ws = xd·Aᵀ (workspace),
+//                     xd = dropout(x) (x when p = 0)
 // linear_grad_input   dy[T,out], w[out,in] w, [lora] a, [lora] b, rows in out rank scaling w_dtype accumulate
-//                     [lora] dt_ws[T,r], dx[T,in]
-//                     dx = dy·W + s·(dy·B)·A ; dt_ws = dy·B (workspace)
+//                     [lora] dt_ws[T,r], dx[T,in],               [dropout] dropout dropout_stream
+//                     [dropout] step                             dropout_seed
+//                     dx = dy·W + mask ⊙ (s·(dy·B)·A) ; dt_ws = dy·B (workspace),
+//                     mask = keep/(1 − p) (1 when p = 0)
 // lora_grad           dy[T,out], x[T,in], a[r,in], b[out,r],     rows in out rank scaling accumulate
-//                     t_ws[T,r], dt_ws[T,r], da[r,in], db[out,r]
-//                     da = s·(dy·B)ᵀ·x ; db = s·dyᵀ·(x·Aᵀ), reading x·Aᵀ from the
+//                     t_ws[T,r], dt_ws[T,r], da[r,in], db[out,r], [dropout] dropout dropout_stream
+//                     [dropout] step                             dropout_seed
+//                     da = s·(dy·B)ᵀ·xd ; db = s·dyᵀ·(xd·Aᵀ), reading xd·Aᵀ from the
 //                     t_ws its linear_fwd wrote and dy·B from the dt_ws its
 //                     linear_grad_input wrote (the lowering keeps both live;
 //                     a rank-0 linear_grad_input with B as weight fills dt_ws
-//                     where no input gradient is needed); a and b are only
+//                     where no input gradient is needed; with dropout, t_ws
+//                     always comes from the linear_fwd); a and b are only
 //                     size-checked.
 // rope                x[B,S,N,D], y[B,S,N,D]                     batch seq heads head_dim theta inverse
 //                                                                rope_type ("default"|"llama3") and, for

@@ -401,6 +401,47 @@ module @unused_lora {
   }
 }
 
+// -----
+
+// LoRA dropout: every LoRA linear with dropout > 0 of micro-batch i gets the
+// mask stream "<lora_A name>#<i>", and its gradients the same one, so that
+// the backward recomputes the forward's mask. The step is not part of the
+// stream: the kernels draw at an index that includes it.
+
+// CHECK-LABEL: module @lora_dropout
+// CHECK: qlora.linear {{.*}} lora({{.*}}) {dropout = 1.000000e-01 : f64, dropout_stream = "w1.lora_A#0", scaling = 2.000000e+00 : f64}
+// CHECK: qlora.linear {{.*}} lora({{.*}}) {dropout = 1.000000e-01 : f64, dropout_stream = "w2.lora_A#0", scaling = 2.000000e+00 : f64}
+// CHECK: qlora.linear_grad_input {{.*}} {dropout = 1.000000e-01 : f64, dropout_stream = "w2.lora_A#0", scaling = 2.000000e+00 : f64}
+// CHECK: qlora.lora_grad {{.*}} {dropout = 1.000000e-01 : f64, dropout_stream = "w2.lora_A#0", scaling = 2.000000e+00 : f64}
+// CHECK: qlora.lora_grad {{.*}} {dropout = 1.000000e-01 : f64, dropout_stream = "w1.lora_A#0", scaling = 2.000000e+00 : f64}
+// CHECK-NOT: dropout_stream
+// CHECK: return
+
+// ACCUM-LABEL: module @lora_dropout
+// ACCUM: qlora.linear {{.*}} dropout_stream = "w1.lora_A#0"
+// ACCUM: qlora.lora_grad {{.*}} dropout_stream = "w1.lora_A#0"
+// ACCUM: qlora.linear {{.*}} dropout_stream = "w1.lora_A#1"
+// ACCUM: qlora.linear {{.*}} dropout_stream = "w2.lora_A#1"
+// ACCUM: qlora.linear_grad_input {{.*}} dropout_stream = "w2.lora_A#1"
+// ACCUM: qlora.lora_grad {{.*}} dropout_stream = "w2.lora_A#1"
+// ACCUM: qlora.lora_grad {{.*}} dropout_stream = "w1.lora_A#1"
+module @lora_dropout {
+  func.func @loss(%tokens: tensor<1x4xi32>, %labels: tensor<1x4xi32>) -> f32 {
+    %table = qlora.weight "embed" : tensor<16x8xf32>
+    %x = qlora.embedding %table, %tokens : tensor<16x8xf32>, tensor<1x4xi32>
+    %w1 = qlora.weight "w1" : tensor<8x8xf32>
+    %a1 = qlora.lora_param "w1.lora_A" init <kaiming_uniform> seed 0 : tensor<2x8xf32>
+    %b1 = qlora.lora_param "w1.lora_B" init <zeros> seed 0 : tensor<8x2xf32>
+    %h = qlora.linear %x, %w1 lora(%a1, %b1) {scaling = 2.0 : f64, dropout = 0.1 : f64} : tensor<1x4x8xf32>, tensor<8x8xf32>, tensor<2x8xf32>, tensor<8x2xf32>
+    %w2 = qlora.weight "w2" : tensor<16x8xf32>
+    %a2 = qlora.lora_param "w2.lora_A" init <kaiming_uniform> seed 0 : tensor<2x8xf32>
+    %b2 = qlora.lora_param "w2.lora_B" init <zeros> seed 0 : tensor<16x2xf32>
+    %logits = qlora.linear %h, %w2 lora(%a2, %b2) {scaling = 2.0 : f64, dropout = 0.1 : f64} : tensor<1x4x8xf32>, tensor<16x8xf32>, tensor<2x8xf32>, tensor<16x2xf32>
+    %loss = qlora.cross_entropy %logits, %labels : tensor<1x4x16xf32>, tensor<1x4xi32>
+    return %loss : f32
+  }
+}
+
 // The tiny preset, hoisted parameters first, then one forward and backward.
 // TINY-LABEL: func.func @train_step(
 // TINY-SAME: tensor<2x8xi32> {qlora.input = "tokens"}

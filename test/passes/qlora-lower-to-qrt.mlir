@@ -449,15 +449,83 @@ func.func @shape_only_weight(%x: tensor<4x8xf32> {qlora.input = "x"}) {
 
 // -----
 
-func.func @lora_dropout(%x: tensor<4x8xf32> {qlora.input = "x"}) {
+// LoRA dropout: linear_fwd, linear_grad_input and lora_grad get `dropout`,
+// `dropout_stream` and `dropout_seed` (lora_A's seed), and the `step` io
+// buffer as their last argument, from which each recomputes the same mask.
+// lora_grad reads the t_ws (dropout(x)·Aᵀ) the linear_fwd left.
+// CHECK: qrt.kernel @[[DFWD:.*]] template "linear_fwd" params {dropout = 1.000000e-01 : f64, dropout_seed = 7 : i64, dropout_stream = "q.lora_A.weight#0", in = 8 : i64, out = 8 : i64, rank = 2 : i64, rows = 4 : i64, scaling = 2.000000e+00 : f64, w_dtype = "F32"}
+// CHECK: qrt.kernel @[[DGIN:.*]] template "linear_grad_input" params {accumulate = 0 : i64, dropout = 1.000000e-01 : f64, dropout_seed = 7 : i64, dropout_stream = "q.lora_A.weight#0", in = 8 : i64, out = 8 : i64, rank = 2 : i64, rows = 4 : i64, scaling = 2.000000e+00 : f64, w_dtype = "F32"}
+// CHECK: qrt.kernel @[[DLG:.*]] template "lora_grad" params {accumulate = 0 : i64, dropout = 1.000000e-01 : f64, dropout_seed = 7 : i64, dropout_stream = "q.lora_A.weight#0", in = 8 : i64, out = 8 : i64, rank = 2 : i64, rows = 4 : i64, scaling = 2.000000e+00 : f64}
+// CHECK-NOT: qrt.kernel
+// CHECK-LABEL: func.func @lora_dropout()
+// CHECK: %[[X:.*]] = qrt.buffer {{.*}} name "x"
+// CHECK: %[[DY:.*]] = qrt.buffer {{.*}} name "dy"
+// CHECK: %[[STEP:.*]] = qrt.buffer {{.*}} name "step" type i64
+// CHECK: %[[W:.*]] = qrt.buffer {{.*}} name "q.weight"
+// CHECK: %[[A:.*]] = qrt.buffer {{.*}} name "q.lora_A.weight"
+// CHECK: %[[B:.*]] = qrt.buffer {{.*}} name "q.lora_B.weight"
+// CHECK: %[[Y:.*]] = qrt.buffer {{.*}} type tensor<4x8xf32>
+// CHECK: %[[T:.*]] = qrt.buffer {{.*}} class <workspace> {{.*}} type tensor<4x2xf32>
+// CHECK: %[[DX:.*]] = qrt.buffer {{.*}} class <gradient> {{.*}} type tensor<4x8xf32>
+// CHECK: %[[DT:.*]] = qrt.buffer {{.*}} class <workspace> {{.*}} type tensor<4x2xf32>
+// CHECK: %[[DA:.*]] = qrt.buffer {{.*}} class <gradient> {{.*}} type tensor<2x8xf32>
+// CHECK: %[[DB:.*]] = qrt.buffer {{.*}} class <gradient> {{.*}} type tensor<8x2xf32>
+// CHECK-NEXT: qrt.launch @[[DFWD]](%[[X]], %[[W]], %[[A]], %[[B]], %[[T]], %[[Y]], %[[STEP]])
+// CHECK-NEXT: qrt.launch @[[DGIN]](%[[DY]], %[[W]], %[[A]], %[[B]], %[[DT]], %[[DX]], %[[STEP]])
+// CHECK-NEXT: qrt.launch @[[DLG]](%[[DY]], %[[X]], %[[A]], %[[B]], %[[T]], %[[DT]], %[[DA]], %[[DB]], %[[STEP]])
+// CHECK-NEXT: return
+func.func @lora_dropout(%x: tensor<4x8xf32> {qlora.input = "x"},
+                        %dy: tensor<4x8xf32> {qlora.input = "dy"},
+                        %step: i64 {qlora.input = "step"}) {
+  %w = qlora.weight "q.weight" value dense<1.0> : tensor<8x8xf32>
+         : tensor<8x8xf32>
+  %a = qlora.lora_param "q.lora_A.weight" init <kaiming_uniform> seed 7
+         : tensor<2x8xf32>
+  %b = qlora.lora_param "q.lora_B.weight" init <zeros> seed 7
+         : tensor<8x2xf32>
+  %y = qlora.linear %x, %w lora(%a, %b)
+         {scaling = 2.0, dropout = 0.1, dropout_stream = "q.lora_A.weight#0"}
+         : tensor<4x8xf32>, tensor<8x8xf32>, tensor<2x8xf32>, tensor<8x2xf32>
+  %dx = qlora.linear_grad_input %dy, %w lora(%a, %b)
+          {scaling = 2.0, dropout = 0.1, dropout_stream = "q.lora_A.weight#0"}
+          : tensor<4x8xf32>, tensor<8x8xf32>, tensor<2x8xf32>,
+            tensor<8x2xf32> -> tensor<4x8xf32>
+  %da, %db = qlora.lora_grad %dy, %x, %a, %b
+               {scaling = 2.0, dropout = 0.1,
+                dropout_stream = "q.lora_A.weight#0"}
+               : tensor<4x8xf32>, tensor<4x8xf32>, tensor<2x8xf32>,
+                 tensor<8x2xf32>
+  return
+}
+
+// -----
+
+func.func @lora_dropout_without_stream(%x: tensor<4x8xf32> {qlora.input = "x"},
+                                       %step: i64 {qlora.input = "step"}) {
   %w = qlora.weight "q.weight" value dense<1.0> : tensor<8x8xf32>
          : tensor<8x8xf32>
   %a = qlora.lora_param "q.lora_A.weight" init <kaiming_uniform> seed 0
          : tensor<2x8xf32>
   %b = qlora.lora_param "q.lora_B.weight" init <zeros> seed 0
          : tensor<8x2xf32>
-  // expected-error@+1 {{LoRA dropout is not supported by the CPU backend yet (dropout = 1.000000e-01)}}
+  // expected-error@+1 {{has LoRA dropout 1.000000e-01 but no dropout_stream to key its mask by (set by --qlora-build-training-step)}}
   %y = qlora.linear %x, %w lora(%a, %b) {scaling = 2.0, dropout = 0.1}
+         : tensor<4x8xf32>, tensor<8x8xf32>, tensor<2x8xf32>, tensor<8x2xf32>
+  return
+}
+
+// -----
+
+func.func @lora_dropout_without_step(%x: tensor<4x8xf32> {qlora.input = "x"}) {
+  %w = qlora.weight "q.weight" value dense<1.0> : tensor<8x8xf32>
+         : tensor<8x8xf32>
+  %a = qlora.lora_param "q.lora_A.weight" init <kaiming_uniform> seed 0
+         : tensor<2x8xf32>
+  %b = qlora.lora_param "q.lora_B.weight" init <zeros> seed 0
+         : tensor<8x2xf32>
+  // expected-error@+1 {{has LoRA dropout but the function has no i64 'step' input to draw a fresh mask per step from}}
+  %y = qlora.linear %x, %w lora(%a, %b)
+         {scaling = 2.0, dropout = 0.1, dropout_stream = "q.lora_A.weight#0"}
          : tensor<4x8xf32>, tensor<8x8xf32>, tensor<2x8xf32>, tensor<8x2xf32>
   return
 }

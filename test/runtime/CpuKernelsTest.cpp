@@ -759,6 +759,221 @@ TEST(CpuKernels, LoraGradMatchesPeft) {
 }
 
 //===----------------------------------------------------------------------===//
+// LoRA dropout
+//===----------------------------------------------------------------------===//
+
+/// A LoRA linear's inputs and what its three kernels return.
+struct DropoutLinear {
+  LinearCase c;
+  Vec x, w, a, b, dy;
+  Vec y, t, dx, dt, da, db;
+
+  DropoutLinear(LinearCase shape, unsigned seed) : c(shape) {
+    x = randomVec(size_t(c.rows * c.in), seed);
+    w = randomVec(size_t(c.out * c.in), seed + 1);
+    a = randomVec(size_t(c.rank * c.in), seed + 2);
+    b = randomVec(size_t(c.out * c.rank), seed + 3);
+    dy = randomVec(size_t(c.rows * c.out), seed + 4);
+  }
+
+  /// linear_fwd, linear_grad_input and lora_grad (reading the workspaces
+  /// the first two leave) at `step`; without dropout parameters when p < 0.
+  void run(double p, const std::string &stream, int64_t step,
+           int64_t seed = 3) {
+    y.assign(size_t(c.rows * c.out), 0);
+    t.assign(size_t(c.rows * c.rank), 0);
+    dx.assign(size_t(c.rows * c.in), 0);
+    dt.assign(size_t(c.rows * c.rank), 0);
+    da.assign(a.size(), 0);
+    db.assign(b.size(), 0);
+    auto params = [&](bool accumulate) {
+      KernelParams result = linearParams(c, accumulate);
+      if (p >= 0) {
+        result.set("dropout", p);
+        result.set("dropout_stream", stream);
+        result.set("dropout_seed", seed);
+      }
+      return result;
+    };
+    std::vector<Arg> fwd = {buf(x), buf(w), buf(a), buf(b), buf(t), buf(y)};
+    std::vector<Arg> bwd = {buf(dy), buf(w), buf(a), buf(b), buf(dt), buf(dx)};
+    std::vector<Arg> grad = {buf(dy), buf(x),  buf(a),  buf(b),
+                             buf(t),  buf(dt), buf(da), buf(db)};
+    if (p > 0)
+      for (std::vector<Arg> *args : {&fwd, &bwd, &grad})
+        args->push_back(one(step));
+    launch(kernels::kLinearFwd, params(false), fwd);
+    launch(kernels::kLinearGradInput, params(false), bwd);
+    launch(kernels::kLoraGrad, params(false), grad);
+  }
+};
+
+/// The mask factors (0 or 1/(1 − p)) of a [rows, in] input at `step`, read
+/// off linear_grad_input with W = 0, A = 1, B = 1 and dy = 1/out, where
+/// dx = mask exactly.
+Vec dropoutMask(int64_t rows, int64_t in, double p, const std::string &stream,
+                int64_t step, int64_t seed = 3) {
+  LinearCase c{rows, in, 4, 1, "F32", 1.0f};
+  Vec w(size_t(4 * in), 0.0f), a(size_t(in), 1.0f), b(4, 1.0f);
+  Vec dy(size_t(rows * 4), 0.25f), dt(size_t(rows), 0.0f);
+  Vec dx(size_t(rows * in), 0.0f);
+  KernelParams params = linearParams(c, false);
+  params.set("dropout", p);
+  params.set("dropout_stream", stream);
+  params.set("dropout_seed", seed);
+  launch(kernels::kLinearGradInput, params,
+         {buf(dy), buf(w), buf(a), buf(b), buf(dt), buf(dx), one(step)});
+  return dx;
+}
+
+TEST(CpuLoraDropout, DropsAboutPAndScalesTheRestByInverseKeep) {
+  const double p = 0.3;
+  Vec mask = dropoutMask(64, 256, p, "q.lora_A.weight#0", 1);
+  float keep = float(1.0 / (1.0 - p));
+  size_t dropped = 0;
+  for (float m : mask) {
+    ASSERT_TRUE(m == 0.0f || m == keep) << m;
+    dropped += m == 0.0f;
+  }
+  // 16384 draws: the standard deviation of the fraction is 0.0036.
+  EXPECT_NEAR(double(dropped) / double(mask.size()), p, 0.02);
+}
+
+TEST(CpuLoraDropout, SameStepAndStreamSameMaskOtherwiseFresh) {
+  const double p = 0.25;
+  Vec base = dropoutMask(16, 64, p, "q.lora_A.weight#0", 3);
+  EXPECT_TRUE(sameBits(base, dropoutMask(16, 64, p, "q.lora_A.weight#0", 3)));
+  EXPECT_FALSE(sameBits(base, dropoutMask(16, 64, p, "q.lora_A.weight#0", 4)));
+  EXPECT_FALSE(sameBits(base, dropoutMask(16, 64, p, "q.lora_A.weight#1", 3)));
+  EXPECT_FALSE(sameBits(base, dropoutMask(16, 64, p, "k.lora_A.weight#0", 3)));
+  EXPECT_FALSE(
+      sameBits(base, dropoutMask(16, 64, p, "q.lora_A.weight#0", 3, 4)));
+}
+
+TEST(CpuLoraDropout, ForwardAndBothGradientsSeeTheSameMask) {
+  const LinearCase c{9, 20, 11, 3, "F32", 2.0f};
+  const double p = 0.4;
+  const std::string stream = "layers.0.q_proj.lora_A.weight#1";
+  const int64_t step = 5;
+  DropoutLinear linear(c, 31);
+  linear.run(p, stream, step);
+  DVec mask = toDouble(dropoutMask(c.rows, c.in, p, stream, step));
+
+  // The references, with the mask read off independently.
+  DVec xd = toDouble(linear.x);
+  for (size_t i = 0; i < xd.size(); ++i)
+    xd[i] *= mask[i];
+  DVec ad = toDouble(linear.a), bd = toDouble(linear.b);
+  DVec wantT =
+      matmulRef(xd, transposeRef(ad, c.rank, c.in), c.rows, c.rank, c.in);
+  DVec wantDa = matmulRef(transposeRef(toDouble(linear.dt), c.rows, c.rank), xd,
+                          c.rank, c.in, c.rows);
+  for (double &v : wantDa)
+    v *= c.scaling;
+  expectClose(linear.t, wantT, 1e-5, 1e-5, "t_ws = dropout(x)·Aᵀ");
+  expectClose(linear.da, wantDa, 1e-5, 1e-5, "da");
+
+  // Finite differences of the forward kernel at the same step: the loss
+  // sum(dy ⊙ y) is linear in x and in A (and in B), so central differences
+  // with a large step are exact up to fp32 rounding.
+  auto lossOf = [&](const Vec &x, const Vec &a, const Vec &b) {
+    Vec y(size_t(c.rows * c.out)), t(size_t(c.rows * c.rank));
+    Vec xc = x, wc = linear.w, ac = a, bc = b;
+    KernelParams params = linearParams(c, false);
+    params.set("dropout", p);
+    params.set("dropout_stream", stream);
+    params.set("dropout_seed", int64_t(3));
+    int64_t s = step;
+    launch(kernels::kLinearFwd, params,
+           {buf(xc), buf(wc), buf(ac), buf(bc), buf(t), buf(y), one(s)});
+    double loss = 0;
+    for (size_t i = 0; i < y.size(); ++i)
+      loss += double(linear.dy[i]) * double(y[i]);
+    return loss;
+  };
+  auto numeric = [&](const Vec &v,
+                     const std::function<double(const Vec &)> &f) {
+    Vec probe = v;
+    DVec grad(v.size());
+    const float h = 0.0625f;
+    for (size_t i = 0; i < v.size(); ++i) {
+      float saved = probe[i];
+      probe[i] = saved + h;
+      double up = f(probe);
+      probe[i] = saved - h;
+      double down = f(probe);
+      probe[i] = saved;
+      grad[i] = (up - down) / (2 * double(h));
+    }
+    return grad;
+  };
+  DVec fdX = numeric(
+      linear.x, [&](const Vec &x) { return lossOf(x, linear.a, linear.b); });
+  DVec fdA = numeric(
+      linear.a, [&](const Vec &a) { return lossOf(linear.x, a, linear.b); });
+  DVec fdB = numeric(
+      linear.b, [&](const Vec &b) { return lossOf(linear.x, linear.a, b); });
+  expectClose(linear.dx, fdX, 1e-3, 1e-3, "dx vs finite differences");
+  expectClose(linear.da, fdA, 1e-3, 1e-3, "da vs finite differences");
+  expectClose(linear.db, fdB, 1e-3, 1e-3, "db vs finite differences");
+  // Dropout actually changed something: some x columns get no LoRA gradient.
+  DVec fdXNoLora = numeric(linear.x, [&](const Vec &x) {
+    Vec zeroB(linear.b.size(), 0.0f);
+    return lossOf(x, linear.a, zeroB);
+  });
+  size_t differs = 0;
+  for (size_t i = 0; i < fdX.size(); ++i)
+    differs += std::fabs(fdX[i] - fdXNoLora[i]) > 1e-3;
+  EXPECT_GT(differs, 0u);
+  EXPECT_LT(differs, fdX.size());
+}
+
+TEST(CpuLoraDropout, ZeroDropoutIsBitForBitTheKernelsWithout) {
+  const LinearCase c{37, 70, 53, 5, "F32", 1.5f};
+  DropoutLinear without(c, 41), zero(c, 41);
+  without.run(-1, "", 0);
+  zero.run(0.0, "q.lora_A.weight#0", 7);
+  EXPECT_TRUE(sameBits(without.y, zero.y));
+  EXPECT_TRUE(sameBits(without.t, zero.t));
+  EXPECT_TRUE(sameBits(without.dx, zero.dx));
+  EXPECT_TRUE(sameBits(without.dt, zero.dt));
+  EXPECT_TRUE(sameBits(without.da, zero.da));
+  EXPECT_TRUE(sameBits(without.db, zero.db));
+  // And dropout > 0 does change the result.
+  DropoutLinear dropped(c, 41);
+  dropped.run(0.1, "q.lora_A.weight#0", 7);
+  EXPECT_FALSE(sameBits(without.y, dropped.y));
+}
+
+TEST(CpuLoraDropout, ValidateWantsTheStreamSeedAndStep) {
+  const LinearCase c{4, 8, 8, 2, "F32", 2.0f};
+  Vec x(32), w(64), a(16), b(16), t(8), y(32);
+  int64_t step = 1;
+  KernelParams params = linearParams(c, false);
+  params.set("dropout", 0.1);
+  params.set("dropout_seed", int64_t(0));
+  EXPECT_EQ(
+      validate(kernels::kLinearFwd, params,
+               {buf(x), buf(w), buf(a), buf(b), buf(t), buf(y), one(step)}),
+      "linear_fwd: missing parameter 'dropout_stream' (expected a "
+      "non-empty string)");
+  params.set("dropout_stream", std::string("q#0"));
+  EXPECT_EQ(
+      validate(kernels::kLinearFwd, params,
+               {buf(x), buf(w), buf(a), buf(b), buf(t), buf(y), one(step)}),
+      "");
+  EXPECT_NE(validate(kernels::kLinearFwd, params,
+                     {buf(x), buf(w), buf(a), buf(b), buf(t), buf(y)}),
+            "");
+  params.set("dropout", 1.0);
+  EXPECT_EQ(
+      validate(kernels::kLinearFwd, params,
+               {buf(x), buf(w), buf(a), buf(b), buf(t), buf(y), one(step)}),
+      "linear_fwd: parameter 'dropout' must be in [0, 1), found "
+      "1.000000");
+}
+
+//===----------------------------------------------------------------------===//
 // Attention
 //===----------------------------------------------------------------------===//
 

@@ -103,6 +103,17 @@ std::string Signature::oneOf(std::string_view name,
   return ok ? *result : std::string(*options.begin());
 }
 
+std::string Signature::text(std::string_view name) {
+  const format::KernelParams::Value *value = lookup(name, "a non-empty string");
+  if (!value)
+    return "";
+  std::optional<std::string> result = params.getString(name);
+  bool ok = result && !result->empty();
+  check(ok, "parameter " + quoted(name) +
+                " must be a non-empty string, found " + describe(*value));
+  return ok ? *result : "";
+}
+
 format::DType Signature::floatType(std::string_view name) {
   return *format::parseDType(oneOf(name, {"F32", "BF16", "F16"}));
 }

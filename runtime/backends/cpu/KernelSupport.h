@@ -54,6 +54,10 @@ public:
   /// A string parameter that is one of `options`.
   std::string oneOf(std::string_view name,
                     std::initializer_list<std::string_view> options);
+  /// A non-empty string parameter.
+  std::string text(std::string_view name);
+  /// Whether the parameter `name` is given (for optional parameters).
+  bool has(std::string_view name) const { return params.find(name) != nullptr; }
   /// An integer array parameter whose entries are all >= 1.
   std::vector<int64_t> dims(std::string_view name);
   /// Records "<kernel>: <message>" unless `ok` or a problem is already known.

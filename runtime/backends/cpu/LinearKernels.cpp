@@ -10,10 +10,22 @@
 // (from linear_grad_input) instead of recomputing them; a and b are
 // validated but not read.
 //
+// LoRA dropout (`dropout` p > 0): x is replaced by xd = x ⊙ m on the LoRA
+// path, m = keep / (1 − p), where element (t, i) of a [rows, in] input is
+// kept when CounterRng(dropout_seed, dropout_stream).uniform(step · rows · in
+// + t · in + i) >= p. Each kernel recomputes the mask from the `step`
+// argument; none stores it:
+//   linear_fwd         t = xd·Aᵀ (so t_ws holds dropout(x)·Aᵀ)
+//   linear_grad_input  dx += m ⊙ (s·(dt·A))
+//   lora_grad          da (+)= s·(dtᵀ·xd)
+//
 //===----------------------------------------------------------------------===//
 #include "runtime/backends/cpu/Gemm.h"
 #include "runtime/backends/cpu/KernelSupport.h"
+#include "runtime/format/CounterRng.h"
 #include "runtime/format/KernelAbi.h"
+
+#include <vector>
 
 namespace qlora::cpu::detail {
 namespace {
@@ -30,6 +42,67 @@ LinearShape linearParams(Signature &sig, bool needsRank) {
   sig.real("scaling");
   return shape;
 }
+
+/// Validates the optional dropout parameters; true when dropout > 0, in
+/// which case the caller declares the trailing `step` argument.
+bool dropoutParams(Signature &sig, const LinearShape &shape) {
+  if (!sig.has("dropout"))
+    return false;
+  double p = sig.real("dropout");
+  sig.check(p >= 0 && p < 1, "parameter 'dropout' must be in [0, 1), found " +
+                                 std::to_string(p));
+  if (!(p > 0))
+    return false;
+  sig.check(shape.rank > 0, "dropout > 0 needs the LoRA path (rank > 0)");
+  sig.text("dropout_stream");
+  sig.integer("dropout_seed");
+  return true;
+}
+
+/// The dropout mask of one launch over a [rows, in] input, recomputed from
+/// its parameters and the step argument.
+class DropoutMask {
+public:
+  /// Inactive (factor 1 everywhere) unless the launch has dropout > 0.
+  DropoutMask(const KernelCall &call, int64_t rows, int64_t in)
+      : p(call.params.getFloat("dropout").value_or(0.0)), in(in),
+        rng(p > 0 ? uint64_t(intParam(call, "dropout_seed")) : 0,
+            p > 0 ? *call.params.getString("dropout_stream") : "") {
+    if (!active())
+      return;
+    auto step = *argAs<const int64_t>(call, call.args.size() - 1);
+    base = uint64_t(step) * uint64_t(rows) * uint64_t(in);
+    keepScale = float(1.0 / (1.0 - p));
+  }
+
+  bool active() const { return p > 0; }
+
+  /// 1/(1 − p) when element (t, i) is kept, else 0.
+  float factor(int64_t t, int64_t i) const {
+    double u = rng.uniform(base + uint64_t(t * in + i));
+    return u >= p ? keepScale : 0.0f;
+  }
+
+  /// dropout(x) of the f32 [rows, in] `x`.
+  std::vector<float> apply(const void *x, int64_t rows,
+                           ThreadPool &pool) const {
+    std::vector<float> out(size_t(rows * in));
+    const auto *src = static_cast<const float *>(x);
+    pool.parallelFor(0, rows, grainFor(in), [&](int64_t lo, int64_t hi) {
+      for (int64_t t = lo; t < hi; ++t)
+        for (int64_t i = 0; i < in; ++i)
+          out[t * in + i] = src[t * in + i] * factor(t, i);
+    });
+    return out;
+  }
+
+private:
+  double p;
+  int64_t in;
+  format::CounterRng rng;
+  uint64_t base = 0;
+  float keepScale = 1.0f;
+};
 
 /// Row-major [rows x cols] as a GEMM operand, or its transpose.
 MatrixRef rowMajor(const void *data, int64_t cols, DType dtype = DType::F32) {
@@ -54,6 +127,8 @@ std::string validateLinearFwd(const format::KernelParams &params,
     sig.arg("t_ws", {s.rows, s.rank});
   }
   sig.arg("y", {s.rows, s.out});
+  if (dropoutParams(sig, s))
+    sig.arg("step", {}, DType::I64);
   return sig.finish();
 }
 
@@ -69,6 +144,12 @@ void runLinearFwd(const KernelCall &call) {
     return;
   const void *a = call.args[2], *b = call.args[3];
   float *t = argAs<float>(call, 4);
+  DropoutMask mask(call, rows, in);
+  std::vector<float> dropped;
+  if (mask.active()) {
+    dropped = mask.apply(x, rows, call.pool);
+    x = dropped.data();
+  }
   gemm({rows, rank, in, rowMajor(x, in), transposed(a, in), t, rank},
        call.pool);
   GemmSpec lora{rows, out, rank, rowMajor(t, rank), transposed(b, rank),
@@ -94,6 +175,8 @@ std::string validateLinearGradInput(const format::KernelParams &params,
     sig.arg("dt_ws", {s.rows, s.rank});
   }
   sig.arg("dx", {s.rows, s.in});
+  if (dropoutParams(sig, s))
+    sig.arg("step", {}, DType::I64);
   return sig.finish();
 }
 
@@ -119,8 +202,22 @@ void runLinearGradInput(const KernelCall &call) {
        call.pool);
   GemmSpec lora{rows, in, rank, rowMajor(dt, rank), rowMajor(a, in), dx, in};
   lora.alpha = float(realParam(call, "scaling"));
-  lora.accumulate = true;
+  DropoutMask mask(call, rows, in);
+  if (!mask.active()) {
+    lora.accumulate = true;
+    gemm(lora, call.pool);
+    return;
+  }
+  // dx += m ⊙ (s·(dt·A)): the product goes to scratch, then through the
+  // forward's mask.
+  std::vector<float> product(size_t(rows * in));
+  lora.c = product.data();
   gemm(lora, call.pool);
+  call.pool.parallelFor(0, rows, grainFor(in), [&](int64_t lo, int64_t hi) {
+    for (int64_t t = lo; t < hi; ++t)
+      for (int64_t i = 0; i < in; ++i)
+        dx[t * in + i] += product[t * in + i] * mask.factor(t, i);
+  });
 }
 
 //===- lora_grad ----------------------------------------------------------===//
@@ -138,6 +235,8 @@ std::string validateLoraGrad(const format::KernelParams &params,
   sig.arg("dt_ws", {s.rows, s.rank});
   sig.arg("da", {s.rank, s.in});
   sig.arg("db", {s.out, s.rank});
+  if (dropoutParams(sig, s))
+    sig.arg("step", {}, DType::I64);
   return sig.finish();
 }
 
@@ -149,6 +248,13 @@ void runLoraGrad(const KernelCall &call) {
   const void *dy = call.args[0], *x = call.args[1];
   const void *t = call.args[4], *dt = call.args[5];
   float *da = argAs<float>(call, 6), *db = argAs<float>(call, 7);
+  // t already holds dropout(x)·Aᵀ; dA needs dropout(x) itself.
+  DropoutMask mask(call, rows, in);
+  std::vector<float> dropped;
+  if (mask.active()) {
+    dropped = mask.apply(x, rows, call.pool);
+    x = dropped.data();
+  }
   // Both reduce over rows: inside one GEMM element, in row order.
   GemmSpec gradA{rank, in, rows, transposed(dt, rank), rowMajor(x, in), da, in};
   gradA.alpha = scaling;

@@ -259,6 +259,22 @@ func.func @linear_grad_input_lora(%dy: tensor<1x8x128xf32>, %w: tensor<128x64xbf
 
 // -----
 
+func.func @linear_grad_input_dropout_without_lora(%dy: tensor<1x8x128xf32>, %w: tensor<128x64xbf16>) {
+  // expected-error@+1 {{dropout applies to the LoRA path; this op has none}}
+  %0 = qlora.linear_grad_input %dy, %w {dropout = 0.1 : f64} : tensor<1x8x128xf32>, tensor<128x64xbf16> -> tensor<1x8x64xf32>
+  return
+}
+
+// -----
+
+func.func @lora_grad_empty_dropout_stream(%dy: tensor<1x8x128xf32>, %x: tensor<1x8x64xf32>, %a: tensor<8x64xf32>, %b: tensor<128x8xf32>) {
+  // expected-error@+1 {{dropout_stream must not be empty}}
+  %0:2 = qlora.lora_grad %dy, %x, %a, %b {dropout = 0.1 : f64, dropout_stream = ""} : tensor<1x8x128xf32>, tensor<1x8x64xf32>, tensor<8x64xf32>, tensor<128x8xf32>
+  return
+}
+
+// -----
+
 func.func @lora_grad_leading_dims(%dy: tensor<1x8x128xf32>, %x: tensor<2x8x64xf32>, %a: tensor<8x64xf32>, %b: tensor<128x8xf32>) {
   // expected-error@+1 {{input 'tensor<2x8x64xf32>' and grad_output 'tensor<1x8x128xf32>' must have the same leading dimensions}}
   %0:2 = qlora.lora_grad %dy, %x, %a, %b : tensor<1x8x128xf32>, tensor<2x8x64xf32>, tensor<8x64xf32>, tensor<128x8xf32>

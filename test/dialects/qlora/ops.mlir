@@ -90,6 +90,13 @@ func.func @backward_ops(%dy: tensor<1x16x64xf32>, %x: tensor<1x16x64xf32>, %g: t
   %6 = qlora.linear_grad_input %dy, %w lora(%a, %b) {scaling = 2.0 : f64} : tensor<1x16x64xf32>, tensor<64x64xbf16>, tensor<8x64xf32>, tensor<64x8xf32> -> tensor<1x16x64xf32>
   // CHECK: %{{.*}}, %{{.*}} = qlora.lora_grad %[[DY]], %[[X]], %[[A]], %[[B]] {scaling = 2.000000e+00 : f64} : tensor<1x16x64xf32>, tensor<1x16x64xf32>, tensor<8x64xf32>, tensor<64x8xf32>
   %ga, %gb = qlora.lora_grad %dy, %x, %a, %b {scaling = 2.0 : f64} : tensor<1x16x64xf32>, tensor<1x16x64xf32>, tensor<8x64xf32>, tensor<64x8xf32>
+  // LoRA dropout: the forward and both gradients name the same mask stream.
+  // CHECK: qlora.linear %[[X]], %[[W]] lora(%[[A]], %[[B]]) {dropout = 1.000000e-01 : f64, dropout_stream = "q.lora_A.weight#0", scaling = 2.000000e+00 : f64} : tensor<1x16x64xf32>, tensor<64x64xbf16>, tensor<8x64xf32>, tensor<64x8xf32>
+  %yd = qlora.linear %x, %w lora(%a, %b) {scaling = 2.0 : f64, dropout = 0.1 : f64, dropout_stream = "q.lora_A.weight#0"} : tensor<1x16x64xf32>, tensor<64x64xbf16>, tensor<8x64xf32>, tensor<64x8xf32>
+  // CHECK: qlora.linear_grad_input %[[DY]], %[[W]] lora(%[[A]], %[[B]]) {dropout = 1.000000e-01 : f64, dropout_stream = "q.lora_A.weight#0", scaling = 2.000000e+00 : f64} : tensor<1x16x64xf32>, tensor<64x64xbf16>, tensor<8x64xf32>, tensor<64x8xf32> -> tensor<1x16x64xf32>
+  %dxd = qlora.linear_grad_input %dy, %w lora(%a, %b) {scaling = 2.0 : f64, dropout = 0.1 : f64, dropout_stream = "q.lora_A.weight#0"} : tensor<1x16x64xf32>, tensor<64x64xbf16>, tensor<8x64xf32>, tensor<64x8xf32> -> tensor<1x16x64xf32>
+  // CHECK: qlora.lora_grad %[[DY]], %[[X]], %[[A]], %[[B]] {dropout = 1.000000e-01 : f64, dropout_stream = "q.lora_A.weight#0", scaling = 2.000000e+00 : f64} : tensor<1x16x64xf32>, tensor<1x16x64xf32>, tensor<8x64xf32>, tensor<64x8xf32>
+  %gad, %gbd = qlora.lora_grad %dy, %x, %a, %b {scaling = 2.0 : f64, dropout = 0.1 : f64, dropout_stream = "q.lora_A.weight#0"} : tensor<1x16x64xf32>, tensor<1x16x64xf32>, tensor<8x64xf32>, tensor<64x8xf32>
   return
 }
 
