@@ -45,16 +45,16 @@ LogicalResult QloraDialect::verifyOperationAttribute(Operation *op,
   if (name == kGradAccumAttrName) {
     auto value = dyn_cast<IntegerAttr>(attr.getValue());
     if (!value || value.getInt() < 1)
-      return op->emitError() << "'" << name
-                             << "' must be a positive integer, got "
-                             << attr.getValue();
+      return op->emitError()
+             << "'" << name << "' must be a positive integer, got "
+             << attr.getValue();
     return success();
   }
   if (name == kOptimizerAttrName) {
     if (!isa<DictionaryAttr>(attr.getValue()))
-      return op->emitError() << "'" << name
-                             << "' must be a dictionary of AdamW settings, got "
-                             << attr.getValue();
+      return op->emitError()
+             << "'" << name << "' must be a dictionary of AdamW settings, got "
+             << attr.getValue();
     return success();
   }
   if (name == kInputAttrName || name == kOutputAttrName)

@@ -39,9 +39,8 @@ LogicalResult LinearGradInputOp::verify() {
   if (dy.getRank() < 1 || dy.getShape().back() != weight.getDimSize(0))
     return emitOpError("grad_output must end in the weight's ")
            << weight.getDimSize(0) << " output features, got " << dy;
-  if (getLoraA() &&
-      failed(verifyLoraPair(*this, weight, getLoraA().getType(),
-                            getLoraB().getType())))
+  if (getLoraA() && failed(verifyLoraPair(*this, weight, getLoraA().getType(),
+                                          getLoraB().getType())))
     return failure();
   if (failed(verifyLoraDropout(*this, getDropout().convertToDouble(),
                                getLoraA() != nullptr, getDropoutStreamAttr())))
@@ -60,9 +59,8 @@ LogicalResult LoraGradOp::verify() {
   RankedTensorType a = getLoraA().getType();
   if (dy.getRank() < 1 || x.getRank() != dy.getRank() ||
       x.getShape().drop_back() != dy.getShape().drop_back())
-    return emitOpError("input ")
-           << x << " and grad_output " << dy
-           << " must have the same leading dimensions";
+    return emitOpError("input ") << x << " and grad_output " << dy
+                                 << " must have the same leading dimensions";
   if (failed(verifyLoraDropout(*this, getDropout().convertToDouble(),
                                /*hasLora=*/true, getDropoutStreamAttr())))
     return failure();

@@ -1,4 +1,5 @@
-//===- QloraVerifiers.h - Checks shared by forward and backward ops -*- C++ -*-===//
+//===- QloraVerifiers.h - Checks shared by forward and backward ops -*- C++
+//-*-===//
 #ifndef QLORACC_DIALECTS_QLORA_QLORAVERIFIERS_H
 #define QLORACC_DIALECTS_QLORA_QLORAVERIFIERS_H
 

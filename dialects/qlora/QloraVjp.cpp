@@ -126,8 +126,8 @@ SmallVector<Value> CrossEntropyOp::buildVjp(OpBuilder &b,
                                             ArrayRef<bool> needGrad) {
   SmallVector<Value> grads = noGrads(*this);
   if (needGrad[0])
-    grads[0] = CrossEntropyGradOp::create(b, getLoc(), getLogits(),
-                                          getLabels(), resultGrads[0],
-                                          getNormalizer(), getIgnoreIndex());
+    grads[0] = CrossEntropyGradOp::create(b, getLoc(), getLogits(), getLabels(),
+                                          resultGrads[0], getNormalizer(),
+                                          getIgnoreIndex());
   return grads;
 }

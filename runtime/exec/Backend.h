@@ -52,8 +52,7 @@ public:
   virtual void upload(uint64_t offset, std::span<const std::byte> bytes) = 0;
   virtual void download(uint64_t offset, std::span<std::byte> bytes) = 0;
   /// Copies inside the arena; the ranges do not overlap.
-  virtual void copy(uint64_t srcOffset, uint64_t dstOffset,
-                    uint64_t bytes) = 0;
+  virtual void copy(uint64_t srcOffset, uint64_t dstOffset, uint64_t bytes) = 0;
 
   /// Waits for everything launched so far; false with a message if a
   /// kernel failed.

@@ -67,10 +67,9 @@ bool Executor::load(std::string &error) {
       for (uint32_t arg : *instr.args())
         args.push_back(rangeOf(*root.buffers()->Get(arg)));
     std::string why;
-    if (!backend_.prepareLaunch(instr.kernel(),
-                                kernel.template_name()->string_view(),
-                                file_.kernelParams(instr.kernel()), args,
-                                why)) {
+    if (!backend_.prepareLaunch(
+            instr.kernel(), kernel.template_name()->string_view(),
+            file_.kernelParams(instr.kernel()), args, why)) {
       error = file_.path() + ": instruction " + std::to_string(i) +
               " (kernel '" + kernel.symbol()->str() + "'): " + why;
       return false;

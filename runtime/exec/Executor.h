@@ -33,8 +33,7 @@ public:
   using InstrHook = std::function<void(uint32_t index)>;
 
   static std::unique_ptr<Executor> create(const format::TrainBinFile &file,
-                                          Backend &backend,
-                                          std::string &error);
+                                          Backend &backend, std::string &error);
 
   const format::TrainBinFile &file() const { return file_; }
   Backend &backend() { return backend_; }

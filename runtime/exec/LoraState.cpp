@@ -1,4 +1,5 @@
-//===- LoraState.cpp - LoRA buffers <-> PEFT adapter files -----------------===//
+//===- LoraState.cpp - LoRA buffers <-> PEFT adapter files
+//-----------------===//
 #include "runtime/exec/LoraState.h"
 
 #include "runtime/format/SafetensorsWriter.h"

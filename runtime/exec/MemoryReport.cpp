@@ -1,4 +1,5 @@
-//===- MemoryReport.cpp - The memory plan as a table -----------------------===//
+//===- MemoryReport.cpp - The memory plan as a table
+//-----------------------===//
 #include "runtime/exec/MemoryReport.h"
 
 #include "runtime/format/train_generated.h"
@@ -48,8 +49,8 @@ std::string renderMemoryReport(const format::TrainBinMemoryPlan &plan) {
         peak = cls.peakBytes;
         total = cls.totalBytes;
       }
-    text += row(entry.label, train::formatBytes(peak),
-                train::formatBytes(total));
+    text +=
+        row(entry.label, train::formatBytes(peak), train::formatBytes(total));
   }
   uint64_t fragmentation =
       plan.arenaSize > plan.peakBytes ? plan.arenaSize - plan.peakBytes : 0;

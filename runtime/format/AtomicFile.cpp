@@ -1,4 +1,5 @@
-//===- AtomicFile.cpp - Files replaced all at once -------------------------===//
+//===- AtomicFile.cpp - Files replaced all at once
+//-------------------------===//
 #include "runtime/format/AtomicFile.h"
 
 #include <cerrno>

@@ -1,4 +1,4 @@
-//===- KernelAbi.h - The kernels the step program launches -------*- C++ -*-===//
+//===- KernelAbi.h - The kernels the step program launches ---*- C++ -*-===//
 //
 // The contract between `--qlora-lower-to-qrt` (which emits `qrt.kernel`
 // instantiations and `qrt.launch`es) and every runtime backend (which runs
@@ -32,6 +32,7 @@
 //     All three kernels of one linear recompute the same mask; none stores
 //     it. dropout(x) applies on the LoRA path only.
 //
+// clang-format off
 // Kernel              arguments (in order)                      params
 // ------------------  ----------------------------------------  -------------
 // embedding_fwd       table[V,H] w, tokens[T] i32, out[T,H]      rows vocab hidden w_dtype
@@ -87,6 +88,7 @@
 //                     bias corrections in double.
 // fill                out[n]                                     n value
 //
+// clang-format on
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_RUNTIME_FORMAT_KERNELABI_H
 #define QLORACC_RUNTIME_FORMAT_KERNELABI_H

@@ -1,4 +1,5 @@
-//===- KernelParams.h - Static parameters of a kernel instance ---*- C++ -*-===//
+//===- KernelParams.h - Static parameters of a kernel instance ---*- C++
+//-*-===//
 //
 // The parameters a `qrt.kernel` instantiation carries (KernelAbi.h lists them
 // per kernel), as the runtime reads them from train.bin. Lookups return
@@ -21,7 +22,8 @@ namespace qlora::format {
 
 class KernelParams {
 public:
-  using Value = std::variant<int64_t, double, std::string, std::vector<int64_t>>;
+  using Value =
+      std::variant<int64_t, double, std::string, std::vector<int64_t>>;
 
   void set(std::string name, Value value) {
     values.insert_or_assign(std::move(name), std::move(value));

@@ -124,7 +124,6 @@ protected:
                                          {{"format", "pt"}}, error))
         << error;
   }
-
 };
 
 template <typename T>

@@ -1,11 +1,12 @@
-//===- ExecutorTest.cpp - The executor on the CPU backend ------------------===//
+//===- ExecutorTest.cpp - The executor on the CPU backend
+//------------------===//
 //
 // Small hand-written programs run end to end: train.bin written by the
 // format library, loaded, prepared and executed on the CPU backend.
 //
 //===----------------------------------------------------------------------===//
-#include "runtime/backends/cpu/CpuBackend.h"
 #include "runtime/exec/Executor.h"
+#include "runtime/backends/cpu/CpuBackend.h"
 #include "runtime/exec/MemoryReport.h"
 #include "runtime/format/TrainBinWriter.h"
 
@@ -30,8 +31,7 @@ std::vector<std::byte> floatsBytes(const std::vector<float> &values) {
 format::TrainBinBufferDesc floats(std::string name, format::BufferClass cls,
                                   int64_t n, uint64_t offset,
                                   int32_t section = -1) {
-  return {std::move(name), cls,         format::DType::F32,
-          {n},             uint64_t(n) * 4, 64,
+  return {std::move(name), cls,    format::DType::F32, {n}, uint64_t(n) * 4, 64,
           offset,          section};
 }
 
@@ -108,9 +108,8 @@ TEST_F(ExecutorTest, WritesOfTheWrongSizeAreRefused) {
   auto executor = exec::Executor::create(*file, backend, error);
   ASSERT_TRUE(executor) << error;
   std::vector<float> tooShort(3);
-  EXPECT_FALSE(
-      executor->write(*executor->findBuffer("b"),
-                      std::as_bytes(std::span(tooShort)), error));
+  EXPECT_FALSE(executor->write(*executor->findBuffer("b"),
+                               std::as_bytes(std::span(tooShort)), error));
   EXPECT_EQ(error, "buffer 'b' holds 16 bytes, got 12");
 }
 

@@ -194,7 +194,6 @@ protected:
     return {std::istreambuf_iterator<char>(in),
             std::istreambuf_iterator<char>()};
   }
-
 };
 
 TEST_F(MetricsTest, LineHasTheKeysInOrder) {

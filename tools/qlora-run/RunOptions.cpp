@@ -1,4 +1,5 @@
-//===- RunOptions.cpp - qlora-run's command line ---------------------------===//
+//===- RunOptions.cpp - qlora-run's command line
+//---------------------------===//
 #include "tools/qlora-run/RunOptions.h"
 
 #include <charconv>
@@ -10,7 +11,8 @@ namespace qlora::run {
 
 namespace {
 
-constexpr const char *kUsage = R"(usage: qlora-run train.bin --data FILE --steps N [options]
+constexpr const char *kUsage =
+    R"(usage: qlora-run train.bin --data FILE --steps N [options]
 
 Trains the LoRA adapters of a program compiled by `qloracc -o train.bin`.
 
@@ -48,8 +50,8 @@ device:
 )";
 
 bool parseNumber(std::string_view text, int64_t &value) {
-  auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(),
-                                   value);
+  auto [end, ec] =
+      std::from_chars(text.data(), text.data() + text.size(), value);
   return ec == std::errc() && end == text.data() + text.size();
 }
 
@@ -103,8 +105,9 @@ std::optional<RunOptions> parseRunOptions(int argc, char **argv,
       if (auto err = needValue(text))
         return err;
       if (!parseNumber(text, out) || out < minimum)
-        return std::string(arg) + " expects an integer >= " +
-               std::to_string(minimum) + ", got '" + std::string(text) + "'";
+        return std::string(arg) +
+               " expects an integer >= " + std::to_string(minimum) + ", got '" +
+               std::string(text) + "'";
       return std::nullopt;
     };
     auto asFloat = [&](double &out) -> std::optional<std::string> {
@@ -164,8 +167,8 @@ std::optional<RunOptions> parseRunOptions(int argc, char **argv,
       err = asString(options.device);
       if (!err && options.device != "auto" && options.device != "cpu" &&
           options.device != "cuda")
-        err = "--device expects auto, cpu or cuda, got '" + options.device +
-              "'";
+        err =
+            "--device expects auto, cpu or cuda, got '" + options.device + "'";
     } else if (arg == "--threads") {
       if (!(err = asInt(integer, 1)))
         options.threads = unsigned(integer);

@@ -34,8 +34,7 @@ struct RunOptions {
 /// Parses argv. On `--help` prints usage to stdout and sets `exitCode` to 0;
 /// on a bad command line prints the reason and usage to stderr and sets it
 /// to 2. Returns std::nullopt in both cases.
-std::optional<RunOptions> parseRunOptions(int argc, char **argv,
-                                          int &exitCode);
+std::optional<RunOptions> parseRunOptions(int argc, char **argv, int &exitCode);
 
 } // namespace qlora::run
 

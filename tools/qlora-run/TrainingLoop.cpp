@@ -1,4 +1,5 @@
-//===- TrainingLoop.cpp - qlora-run's training loop ------------------------===//
+//===- TrainingLoop.cpp - qlora-run's training loop
+//------------------------===//
 #include "tools/qlora-run/TrainingLoop.h"
 
 #include "runtime/backends/cpu/CpuBackend.h"
@@ -141,19 +142,19 @@ int runTraining(const RunOptions &options) {
   float maxGradNorm = float(options.maxGradNorm.value_or(
       root.optimizer() ? root.optimizer()->max_grad_norm() : 0.0));
 
-  std::fprintf(stderr,
-               "qlora-run: %s on %s | %s, %zu LoRA modules (r=%d) | "
-               "batch %lld x %lld tokens%s | %s\n",
-               file->path().c_str(), backend->description().c_str(),
-               model.name_or_path() ? model.name_or_path()->c_str() : "model",
-               lora.numModules(), root.lora() ? root.lora()->r() : 0,
-               (long long)rows, (long long)model.seq(),
-               model.grad_accum() > 1
-                   ? (" in " + std::to_string(model.grad_accum()) +
-                      " micro-batches")
-                         .c_str()
-                   : "",
-               options.data.c_str());
+  std::fprintf(
+      stderr,
+      "qlora-run: %s on %s | %s, %zu LoRA modules (r=%d) | "
+      "batch %lld x %lld tokens%s | %s\n",
+      file->path().c_str(), backend->description().c_str(),
+      model.name_or_path() ? model.name_or_path()->c_str() : "model",
+      lora.numModules(), root.lora() ? root.lora()->r() : 0, (long long)rows,
+      (long long)model.seq(),
+      model.grad_accum() > 1
+          ? (" in " + std::to_string(model.grad_accum()) + " micro-batches")
+                .c_str()
+          : "",
+      options.data.c_str());
   std::fputs(report.c_str(), stderr);
 
   std::vector<int32_t> tokens(size_t(dataset->tokensPerBatch()));
@@ -174,10 +175,8 @@ int runTraining(const RunOptions &options) {
     dataset->nextBatch(tokens, labels);
     float lr = float(schedule->lrAt(step - 1));
     int64_t stepValue = step;
-    if (!executor->write(io->tokens, std::as_bytes(std::span(tokens)),
-                         error) ||
-        !executor->write(io->labels, std::as_bytes(std::span(labels)),
-                         error) ||
+    if (!executor->write(io->tokens, std::as_bytes(std::span(tokens)), error) ||
+        !executor->write(io->labels, std::as_bytes(std::span(labels)), error) ||
         !executor->write(io->lr, bytesOf(lr), error) ||
         !executor->write(io->step, bytesOf(stepValue), error) ||
         !executor->write(io->weightDecay, bytesOf(weightDecay), error) ||
@@ -199,8 +198,7 @@ int runTraining(const RunOptions &options) {
     if (!executor->read(io->loss, std::as_writable_bytes(std::span(&loss, 1)),
                         error) ||
         !executor->read(io->gradNorm,
-                        std::as_writable_bytes(std::span(&gradNorm, 1)),
-                        error))
+                        std::as_writable_bytes(std::span(&gradNorm, 1)), error))
       return fail(error);
     auto now = std::chrono::steady_clock::now();
     double stepSeconds = std::chrono::duration<double>(now - stepStart).count();
@@ -211,9 +209,9 @@ int runTraining(const RunOptions &options) {
                   std::to_string(loss) +
                   "; lower --lr or check the data (all labels ignored?)");
     lastLoss = loss;
-    if (metrics && !metrics->write({step, loss, lr, gradNorm, tokensPerSecond,
-                                    elapsed},
-                                   error))
+    if (metrics &&
+        !metrics->write({step, loss, lr, gradNorm, tokensPerSecond, elapsed},
+                        error))
       return fail(error);
     if (progress)
       progress->update(step, loss, tokensPerSecond);
@@ -223,9 +221,9 @@ int runTraining(const RunOptions &options) {
   if (metrics && !metrics->close(error))
     return fail(error);
 
-  double seconds = std::chrono::duration<double>(
-                       std::chrono::steady_clock::now() - start)
-                       .count();
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
   std::fprintf(stderr, "qlora-run: %lld steps in %s, final loss %.4f\n",
                (long long)options.steps, train::formatDuration(seconds).c_str(),
                lastLoss);

@@ -1,4 +1,5 @@
-//===- CpuBackend.cpp - The reference backend ------------------------------===//
+//===- CpuBackend.cpp - The reference backend
+//------------------------------===//
 #include "runtime/backends/cpu/CpuBackend.h"
 
 #include <cstring>
@@ -43,8 +44,7 @@ bool CpuBackend::prepareLaunch(uint32_t kernel, std::string_view templateName,
                                std::string &error) {
   const CpuKernel *cpuKernel = findCpuKernel(templateName);
   if (!cpuKernel) {
-    error = "the CPU backend has no kernel '" + std::string(templateName) +
-            "'";
+    error = "the CPU backend has no kernel '" + std::string(templateName) + "'";
     return false;
   }
   argBytes_.clear();

@@ -31,8 +31,7 @@ public:
                      const format::KernelParams &params,
                      std::span<const exec::ArenaRange> args,
                      std::string &error) override;
-  void launch(uint32_t kernel,
-              std::span<const exec::ArenaRange> args) override;
+  void launch(uint32_t kernel, std::span<const exec::ArenaRange> args) override;
   void upload(uint64_t offset, std::span<const std::byte> bytes) override;
   void download(uint64_t offset, std::span<std::byte> bytes) override;
   void copy(uint64_t srcOffset, uint64_t dstOffset, uint64_t bytes) override;
