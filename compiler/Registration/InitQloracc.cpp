@@ -1,6 +1,7 @@
 //===- InitQloracc.cpp - One registration for every tool ------------------===//
 #include "compiler/Registration/InitQloracc.h"
 
+#include "compiler/Pipeline/Pipeline.h"
 #include "dialects/nf4/Nf4Dialect.h"
 #include "dialects/qlora/QloraDialect.h"
 #include "dialects/qrt/QrtDialect.h"
@@ -21,4 +22,7 @@ void qloracc::registerQloraccDialects(mlir::DialectRegistry &registry) {
 void qloracc::registerQloraccPasses() {
   mlir::registerTransformsPasses();
   mlir::qlora::registerQloraccPasses();
+  // The checks qloracc runs between stages, so that lit tests and crash
+  // reproducers can name them too.
+  registerPipelineVerifierPasses();
 }
