@@ -16,7 +16,7 @@ config.test_exec_root = config.qloracc_obj_root
 llvm_config.with_environment("PATH", config.llvm_tools_dir, append_path=True)
 llvm_config.use_default_substitutions()
 llvm_config.add_tool_substitutions(
-    ["qlora-opt", "qloracc", "qloracc-import", "qlora-run"], [config.qloracc_tools_dir])
+    ["qlora-opt", "qloracc", "qloracc-import", "qlora-run", "qloracc-quantize"], [config.qloracc_tools_dir])
 
 # Fixtures committed under test/golden (made by the scripts beside them).
 config.substitutions.append(
