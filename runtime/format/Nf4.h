@@ -17,9 +17,10 @@
 //  - offset = torch's fp32 mean of the absmax: its cascaded, vectorised fp32
 //    sum (8 lanes) divided by the count.
 //
-// The nested 8-bit step follows the same torch code (default backend); bnb's
-// native CPU kernel, which quantize_blockwise really runs on the CPU, agrees
-// with it except on a nested block of zeros (see doubleQuantize).
+// The nested 8-bit step is bnb's native CPU kernel, which quantize_blockwise
+// really runs on the CPU: a lookup table over [-1, 1] instead of the search
+// above, so a value near a midpoint can take the farther code (see
+// doubleQuantize).
 //
 // All functions are pure; a non-finite input is an error, not a result.
 //
@@ -87,8 +88,9 @@ float torchMeanF32(std::span<const float> values);
 
 /// Double quantization of a first-level absmax vector: offset = mean, then
 /// blockwise 8-bit quantization of (absmax - offset) with the signed dynamic
-/// map in blocks of `nestedBlocksize`. A nested block whose values are all
-/// zero gets absmax 0 and code 0, as bitsandbytes' CPU kernel writes it.
+/// map in blocks of `nestedBlocksize`, exactly as bitsandbytes' CPU kernel
+/// does it: a 65536-entry lookup table rather than a nearest-code search,
+/// and a nested block of zeros gets absmax 0 and code 0.
 /// Returns std::nullopt and sets `error` on a non-finite value or a
 /// non-positive block size.
 std::optional<DoubleQuantized> doubleQuantize(std::span<const float> absmax,

@@ -68,66 +68,6 @@ std::vector<float> widenToF32(const format::TensorView &view) {
   return values;
 }
 
-/// bitsandbytes' CPU kernel for the nested 8-bit step (quantize_cpu in
-/// csrc/cpu_ops.cpp, which quantize_blockwise runs on the CPU): no search,
-/// but a 65536-entry table over [-1, 1] built from the code's midpoints. A
-/// value near a midpoint can therefore land on the farther code, where the
-/// torch reference (doubleQuantize) takes the nearer one.
-class Bnb8bitCpuQuantizer {
-public:
-  static constexpr int kLutSize = 65536;
-
-  explicit Bnb8bitCpuQuantizer(std::span<const float> code) {
-    // build_quantize_lut: entry i covers -1 + 2i/65535 and holds the number
-    // of midpoints strictly below it.
-    const size_t codes = code.size();
-    std::vector<float> midpoints(codes - 1);
-    for (size_t i = 0; i + 1 < codes; ++i)
-      midpoints[i] = 0.5f * (code[i] + code[i + 1]);
-    size_t index = 0;
-    for (int i = 0; i < kLutSize; ++i) {
-      float twice = 2.0f * static_cast<float>(i);
-      float val = -1.0f + twice / static_cast<float>(kLutSize - 1);
-      while (index < midpoints.size() && midpoints[index] < val)
-        ++index;
-      lut_[i] = static_cast<uint8_t>(index);
-    }
-  }
-
-  /// Blockwise: absmax = max|x| per block; x * (1 / absmax) clamped to
-  /// [-1, 1] is mapped to the table entry trunc((v + 1) * 0.5 * 65535 + 0.5),
-  /// every step rounded to fp32 (the AVX2 kernel, no FMA). A block of zeros
-  /// gets absmax 0 and code 0.
-  void quantize(std::span<const float> values, int64_t blocksize,
-                std::vector<uint8_t> &codes, std::vector<float> &absmax) const {
-    size_t n = values.size();
-    size_t bs = static_cast<size_t>(blocksize);
-    codes.assign(n, 0);
-    absmax.clear();
-    for (size_t start = 0; start < n; start += bs) {
-      size_t end = std::min(n, start + bs);
-      float am = 0.0f;
-      for (size_t i = start; i < end; ++i)
-        am = std::max(am, std::fabs(values[i]));
-      absmax.push_back(am);
-      if (am == 0.0f)
-        continue;
-      float inv = 1.0f / am;
-      for (size_t i = start; i < end; ++i) {
-        float v = std::clamp(values[i] * inv, -1.0f, 1.0f);
-        float t = v + 1.0f;
-        t = t * 0.5f;
-        t = t * static_cast<float>(kLutSize - 1);
-        t = t + 0.5f;
-        codes[i] = lut_[static_cast<uint32_t>(t)];
-      }
-    }
-  }
-
-private:
-  std::array<uint8_t, kLutSize> lut_{};
-};
-
 template <typename T> std::vector<uint8_t> toBytes(std::span<const T> values) {
   std::vector<uint8_t> bytes(values.size_bytes());
   if (!bytes.empty())
@@ -249,7 +189,6 @@ bool quantizeCheckpoint(const std::string &inputPath,
   const std::vector<float> dynamicMap = format::createDynamicMap(true);
   const std::vector<uint8_t> nestedQuantMap =
       toBytes(std::span<const float>(dynamicMap));
-  const Bnb8bitCpuQuantizer nestedQuantizer(dynamicMap);
 
   summary = {};
   for (const format::TensorView &view : input->tensors()) {
@@ -282,15 +221,13 @@ bool quantizeCheckpoint(const std::string &inputPath,
       error = where + problem;
       return false;
     }
-    // Double quantization as bitsandbytes runs it on the CPU: the offset is
-    // torch's mean, the 8-bit step its native kernel.
-    format::DoubleQuantized dq;
-    dq.offset = format::torchMeanF32(nf4->absmax);
-    std::vector<float> centered(nf4->absmax.size());
-    for (size_t i = 0; i < centered.size(); ++i)
-      centered[i] = nf4->absmax[i] - dq.offset;
-    nestedQuantizer.quantize(centered, format::kNf4NestedBlocksize, dq.codes,
-                             dq.nestedAbsmax);
+    std::optional<format::DoubleQuantized> nested = format::doubleQuantize(
+        nf4->absmax, format::kNf4NestedBlocksize, problem);
+    if (!nested) {
+      error = where + problem;
+      return false;
+    }
+    format::DoubleQuantized &dq = *nested;
     int64_t packedBytes = static_cast<int64_t>(nf4->packed.size());
     int64_t blocks = static_cast<int64_t>(dq.codes.size());
     int64_t nestedBlocks = static_cast<int64_t>(dq.nestedAbsmax.size());
