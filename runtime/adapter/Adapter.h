@@ -65,6 +65,13 @@ struct AdapterConfig {
 /// key, as PEFT names them in adapter_model.safetensors.
 std::string adapterTensorKey(std::string_view module, bool isB);
 
+/// Writes `tensors` as adapter_model.safetensors does (F32, PEFT's keys,
+/// metadata {"format": "pt"}) to `path`, atomically. saveAdapter uses it;
+/// so does qlora-run --save-grads, whose gradients share the layout.
+bool saveAdapterTensors(const std::string &path,
+                        std::span<const LoraTensorRef> tensors,
+                        std::string &error);
+
 /// Writes `<dir>/adapter_model.safetensors` (fp32, tensors in the order of
 /// `tensors`, A before B) and `<dir>/adapter_config.json`, creating `dir`
 /// when needed. Each file is written to a temporary file and renamed into

@@ -1,7 +1,7 @@
 //===- AdapterSave.cpp - Writes PEFT adapter directories ------------------===//
 #include "runtime/adapter/AdapterFiles.h"
-#include "runtime/format/AtomicFile.h"
 
+#include "runtime/format/AtomicFile.h"
 #include "runtime/format/SafetensorsWriter.h"
 
 #include <bit>
@@ -16,6 +16,29 @@ static_assert(std::endian::native == std::endian::little,
 std::string adapterTensorKey(std::string_view module, bool isB) {
   return "base_model.model." + std::string(module) +
          (isB ? ".lora_B.weight" : ".lora_A.weight");
+}
+
+bool saveAdapterTensors(const std::string &path,
+                        std::span<const LoraTensorRef> tensors,
+                        std::string &error) {
+  std::vector<format::TensorToWrite> toWrite;
+  toWrite.reserve(2 * tensors.size());
+  auto bytesOf = [](const float *data, int64_t rows, int64_t cols) {
+    return std::span<const uint8_t>(reinterpret_cast<const uint8_t *>(data),
+                                    static_cast<size_t>(rows * cols) *
+                                        sizeof(float));
+  };
+  for (const LoraTensorRef &tensor : tensors) {
+    toWrite.push_back({adapterTensorKey(tensor.module, /*isB=*/false),
+                       format::DType::F32,
+                       {tensor.rank, tensor.inFeatures},
+                       bytesOf(tensor.loraA, tensor.rank, tensor.inFeatures)});
+    toWrite.push_back({adapterTensorKey(tensor.module, /*isB=*/true),
+                       format::DType::F32,
+                       {tensor.outFeatures, tensor.rank},
+                       bytesOf(tensor.loraB, tensor.outFeatures, tensor.rank)});
+  }
+  return format::writeSafetensors(path, toWrite, {{"format", "pt"}}, error);
 }
 
 bool saveAdapter(const std::string &dir, const AdapterConfig &config,
@@ -50,27 +73,9 @@ bool saveAdapter(const std::string &dir, const AdapterConfig &config,
     return false;
   }
 
-  std::vector<format::TensorToWrite> toWrite;
-  toWrite.reserve(2 * tensors.size());
-  for (const LoraTensorRef &tensor : tensors) {
-    auto bytesOf = [](const float *data, int64_t rows, int64_t cols) {
-      return std::span<const uint8_t>(reinterpret_cast<const uint8_t *>(data),
-                                      static_cast<size_t>(rows * cols) *
-                                          sizeof(float));
-    };
-    toWrite.push_back({adapterTensorKey(tensor.module, /*isB=*/false),
-                       format::DType::F32,
-                       {tensor.rank, tensor.inFeatures},
-                       bytesOf(tensor.loraA, tensor.rank, tensor.inFeatures)});
-    toWrite.push_back({adapterTensorKey(tensor.module, /*isB=*/true),
-                       format::DType::F32,
-                       {tensor.outFeatures, tensor.rank},
-                       bytesOf(tensor.loraB, tensor.outFeatures, tensor.rank)});
-  }
   // Each file is replaced atomically; the pair is not, so a crash between
   // the two renames leaves new weights beside the previous config.
-  return format::writeSafetensors(weightsPath, toWrite, {{"format", "pt"}},
-                                  error) &&
+  return saveAdapterTensors(weightsPath, tensors, error) &&
          format::writeFileAtomically(configPath, configText, error);
 }
 

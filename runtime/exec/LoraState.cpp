@@ -2,7 +2,6 @@
 //-----------------===//
 #include "runtime/exec/LoraState.h"
 
-#include "runtime/format/SafetensorsWriter.h"
 #include "runtime/format/train_generated.h"
 
 namespace qlora::exec {
@@ -90,23 +89,8 @@ bool LoraState::saveAdapter(const std::string &dir, std::string &error) {
 bool LoraState::saveGradients(const std::string &path, std::string &error) {
   if (!download(/*gradients=*/true, error))
     return false;
-  std::vector<format::TensorToWrite> tensors;
-  for (Module &module : modules_) {
-    auto bytes = [](const std::vector<float> &values) {
-      return std::span<const uint8_t>(
-          reinterpret_cast<const uint8_t *>(values.data()),
-          values.size() * sizeof(float));
-    };
-    tensors.push_back({adapter::adapterTensorKey(module.name, false),
-                       format::DType::F32,
-                       {module.rank, module.in},
-                       bytes(module.a)});
-    tensors.push_back({adapter::adapterTensorKey(module.name, true),
-                       format::DType::F32,
-                       {module.out, module.rank},
-                       bytes(module.b)});
-  }
-  return format::writeSafetensors(path, tensors, {{"format", "pt"}}, error);
+  std::vector<adapter::LoraTensorRef> refs = tensorRefs();
+  return adapter::saveAdapterTensors(path, refs, error);
 }
 
 } // namespace qlora::exec
