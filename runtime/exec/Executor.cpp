@@ -22,8 +22,15 @@ const fb::Program *findProgram(const fb::TrainBin &root,
   return nullptr;
 }
 
-ArenaRange rangeOf(const fb::Buffer &buffer) {
-  return {buffer.offset(), buffer.size()};
+/// The arena ranges of a launch's buffer arguments, into `args`.
+void argumentRanges(const fb::TrainBin &root, const fb::Instr &instr,
+                    std::vector<ArenaRange> &args) {
+  args.clear();
+  if (instr.args())
+    for (uint32_t arg : *instr.args()) {
+      const fb::Buffer &buffer = *root.buffers()->Get(arg);
+      args.push_back({buffer.offset(), buffer.size()});
+    }
 }
 
 } // namespace
@@ -62,10 +69,7 @@ bool Executor::load(std::string &error) {
     if (instr.kind() != fb::InstrKind::Launch)
       continue;
     const fb::Kernel &kernel = *root.kernels()->Get(instr.kernel());
-    args.clear();
-    if (instr.args())
-      for (uint32_t arg : *instr.args())
-        args.push_back(rangeOf(*root.buffers()->Get(arg)));
+    argumentRanges(root, instr, args);
     std::string why;
     if (!backend_.prepareLaunch(
             instr.kernel(), kernel.template_name()->string_view(),
@@ -147,10 +151,7 @@ bool Executor::run(std::string &error, const InstrHook &beforeInstr) {
                     dst.offset() + instr.dst_offset(), instr.bytes());
       continue;
     }
-    args.clear();
-    if (instr.args())
-      for (uint32_t arg : *instr.args())
-        args.push_back(rangeOf(*root.buffers()->Get(arg)));
+    argumentRanges(root, instr, args);
     backend_.launch(instr.kernel(), args);
   }
   return backend_.synchronize(error);
