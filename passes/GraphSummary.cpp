@@ -47,12 +47,41 @@ struct Tally {
     elements += type.getNumElements();
     bytes += tensorBytes(type);
   }
+  void add(nf4::Nf4TensorType type) {
+    ++tensors;
+    elements += type.getNumElements();
+    bytes += (type.getStorageBits() + 7) / 8;
+  }
 };
+
+/// "f32", "bf16", "nf4 (block 64, dq 256)": how a frozen weight is stored.
+std::string storageLabel(Type type) {
+  std::string label;
+  llvm::raw_string_ostream os(label);
+  if (auto nf4 = dyn_cast<nf4::Nf4TensorType>(type)) {
+    os << "nf4 (block " << nf4.getBlockSize();
+    if (nf4.isDoubleQuantized())
+      os << ", dq " << nf4.getDqBlockSize();
+    os << ")";
+  } else {
+    os << cast<RankedTensorType>(type).getElementType();
+  }
+  return label;
+}
+
+/// The tally labelled `label`, appended on first use (first-seen order).
+Tally &tallyOf(std::vector<std::pair<std::string, Tally>> &tallies,
+               const std::string &label) {
+  for (auto &[existing, tally] : tallies)
+    if (existing == label)
+      return tally;
+  return tallies.emplace_back(label, Tally()).second;
+}
 
 struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
   void runOnOperation() override {
     ModuleOp module = getOperation();
-    llvm::MapVector<Type, Tally> frozenByType;
+    std::vector<std::pair<std::string, Tally>> frozenByType;
     Tally frozen, lora, forwardValues;
     int64_t shapeOnly = 0;
     llvm::MapVector<StringRef, int64_t> opCounts;
@@ -62,8 +91,14 @@ struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
         return;
       ++opCounts[op->getName().getStringRef()];
       if (auto weight = dyn_cast<WeightOp>(op)) {
-        frozen.add(weight.getType());
-        frozenByType[weight.getType().getElementType()].add(weight.getType());
+        Tally &byType = tallyOf(frozenByType, storageLabel(weight.getType()));
+        if (auto nf4 = dyn_cast<nf4::Nf4TensorType>(weight.getType())) {
+          frozen.add(nf4);
+          byType.add(nf4);
+        } else {
+          frozen.add(weight.getTensorType());
+          byType.add(weight.getTensorType());
+        }
         shapeOnly += weight.isShapeOnly();
         return;
       }
@@ -103,11 +138,8 @@ struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
     };
     row("frozen weights", frozen,
         shapeOnly ? std::to_string(shapeOnly) + " shape-only" : "");
-    for (auto &[type, tally] : frozenByType) {
-      std::string label;
-      llvm::raw_string_ostream(label) << "  of " << type;
-      row(label, tally);
-    }
+    for (auto &[label, tally] : frozenByType)
+      row("  of " + label, tally);
     row("LoRA parameters (f32)", lora);
     // One fp32 gradient per LoRA parameter, and AdamW's two moments.
     row("LoRA gradients (f32)", lora);

@@ -141,7 +141,7 @@ ConstantOp ConstantOp::createFromValueDictionary(OpBuilder &builder,
       builder, loc, type, cast<ElementsAttr>(value.get("codes")),
       cast<ElementsAttr>(value.get("absmax")),
       dyn_cast_or_null<ElementsAttr>(value.get("nested_absmax")),
-      dyn_cast_or_null<FloatAttr>(value.get("offset")));
+      dyn_cast_or_null<FloatAttr>(value.get("offset")), StringAttr());
 }
 
 OpFoldResult ConstantOp::fold(FoldAdaptor) { return getValueDictionary(); }

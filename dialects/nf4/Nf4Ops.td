@@ -36,17 +36,23 @@ def Nf4_ConstantOp : Nf4_Op<"constant", [ConstantLike, Pure]> {
                       : !nf4.tensor<8x16, block = 64, dq = 256>
     ```
 
+    `name` is the frozen weight it holds, when it holds one
+    (`--nf4-quantize-frozen` sets it): the runtime buffer and the reports are
+    named after it.
+
     Its folded value is a dictionary with the four attributes above, from
     which the dialect rebuilds the op.
   }];
   let arguments = (ins ElementsAttr:$codes, ElementsAttr:$absmax,
                        OptionalAttr<ElementsAttr>:$nested_absmax,
-                       OptionalAttr<F32Attr>:$offset);
+                       OptionalAttr<F32Attr>:$offset,
+                       OptionalAttr<StrAttr>:$name);
   let results = (outs Nf4_TensorType:$result);
   let assemblyFormat = [{
     `codes` `(` $codes `)` `absmax` `(` $absmax `)`
     (`nested_absmax` `(` $nested_absmax^ `)`)?
-    (`offset` `(` $offset^ `)`)? attr-dict `:` qualified(type($result))
+    (`offset` `(` $offset^ `)`)? (`name` $name^)? attr-dict `:`
+    qualified(type($result))
   }];
   let hasVerifier = 1;
   let hasFolder = 1;

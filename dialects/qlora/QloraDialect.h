@@ -11,6 +11,8 @@
 #include "mlir/Interfaces/InferTypeOpInterface.h"
 #include "mlir/Interfaces/SideEffectInterfaces.h"
 
+#include "dialects/nf4/Nf4Dialect.h"
+
 #include "dialects/qlora/QloraDialect.h.inc"
 #include "dialects/qlora/QloraEnums.h.inc"
 #include "dialects/qlora/QloraInterfaces.h.inc"

@@ -26,6 +26,8 @@ def Qlora_Dialect : Dialect {
   }];
   let useDefaultAttributePrinterParser = 1;
   let hasOperationAttrVerify = 1;
+  // Quantized frozen weights are `!nf4.tensor`s.
+  let dependentDialects = ["::mlir::nf4::Nf4Dialect"];
   let hasConstantMaterializer = 0;
   let extraClassDeclaration = [{
     /// Name of the module attribute holding a `ModelConfigAttr`.

@@ -37,11 +37,18 @@ LogicalResult WeightOp::verify() {
   if (getSource() && getValue())
     return emitOpError("has both a source and an inline value for '")
            << getName() << "'; expected at most one";
+  if (isQuantized()) {
+    if (getValue())
+      return emitOpError("'") << getName()
+                              << "' is NF4 and cannot have an inline value; "
+                                 "expected a source or no bytes";
+    return success();
+  }
   if (auto value = getValue(); value && value->getType() != getType())
     return emitOpError("inline value of '")
            << getName() << "' has type " << value->getType() << ", expected "
            << getType();
-  if (!getType().hasStaticShape())
+  if (!getTensorType().hasStaticShape())
     return emitOpError("'")
            << getName() << "' must have a static shape, got " << getType();
   return success();

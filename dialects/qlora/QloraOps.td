@@ -5,6 +5,7 @@
 include "dialects/qlora/QloraDialect.td"
 include "dialects/qlora/QloraAttrs.td"
 include "dialects/qlora/QloraInterfaces.td"
+include "dialects/nf4/Nf4Types.td"
 include "mlir/Interfaces/InferTypeOpInterface.td"
 include "mlir/Interfaces/SideEffectInterfaces.td"
 
@@ -23,23 +24,41 @@ def Qlora_WeightOp : Qlora_Op<"weight", [Pure]> {
     `tiny` preset), or absent for shape-only graphs (`--no-weights`), which
     can be compiled and memory-planned but not run.
 
+    A weight of type `!nf4.tensor` is already quantized: its `source` key
+    names a bitsandbytes 4-bit tensor (`<key>`, `<key>.absmax`,
+    `<key>.quant_map`, and with double quantization `<key>.nested_absmax`,
+    `<key>.nested_quant_map`, plus `<key>.quant_state.bitsandbytes__nf4`),
+    as transformers saves a model loaded in 4 bits. It has no inline
+    `value`; `--nf4-quantize-frozen` turns it into an `nf4.constant` with
+    the checkpoint's bytes unchanged.
+
     ```mlir
     %w = qlora.weight "model.layers.0.self_attn.q_proj.weight"
            source <"/m/model.safetensors", "model.layers.0.self_attn.q_proj.weight">
            : tensor<4096x4096xbf16>
+    %q = qlora.weight "model.layers.0.self_attn.k_proj.weight"
+           source <"/m/model.safetensors", "model.layers.0.self_attn.k_proj.weight">
+           : !nf4.tensor<4096x4096, block = 64, dq = 256>
     ```
   }];
   let arguments = (ins StrAttr:$name,
                        OptionalAttr<Qlora_SourceAttr>:$source,
                        OptionalAttr<ElementsAttr>:$value);
-  let results = (outs Qlora_FloatTensor:$result);
+  let results = (outs AnyTypeOf<[Qlora_FloatTensor, Nf4_TensorType]>:$result);
   let assemblyFormat = [{
-    $name (`source` $source^)? (`value` $value^)? attr-dict `:` type($result)
+    $name (`source` $source^)? (`value` $value^)? attr-dict `:`
+    qualified(type($result))
   }];
   let hasVerifier = 1;
   let extraClassDeclaration = [{
     /// True when the graph carries no bytes for this weight.
     bool isShapeOnly() { return !getSource() && !getValue(); }
+    /// True for a weight that is already NF4 (`!nf4.tensor`).
+    bool isQuantized() { return ::llvm::isa<::mlir::nf4::Nf4TensorType>(getType()); }
+    /// The float tensor type of a weight that is not quantized.
+    ::mlir::RankedTensorType getTensorType() {
+      return ::llvm::cast<::mlir::RankedTensorType>(getType());
+    }
   }];
 }
 

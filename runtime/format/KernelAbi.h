@@ -31,6 +31,18 @@
 //     and then scales it by 1/(1 − p) (inverted dropout; format/CounterRng.h).
 //     All three kernels of one linear recompute the same mask; none stores
 //     it. dropout(x) applies on the LoRA path only.
+//   - [nf4] A frozen weight `w` of linear_fwd or linear_grad_input whose
+//     `w_dtype` is "NF4" holds an NF4 tensor of out·in elements in the
+//     layout of format/Nf4Layout.h (the buffer holds at least its
+//     totalBytes), with the params `w_block_size` (i64), `w_dq_block_size`
+//     (i64; 0 = f32 absmax, no double quantization) and `w_dequant_dtype`
+//     ("F32", "BF16" or "F16"). Element e of W is
+//       float(kNf4Code[code(e)] * absmax(e / w_block_size))
+//     rounded to w_dequant_dtype (round to nearest even) and widened back to
+//     f32, where with double quantization absmax(b) =
+//       (dynamicMap[absmax_code(b)] * nested_absmax(b / w_dq_block_size))
+//       + offset, each operation rounded to f32 (format/Nf4.h
+//     recoverAbsmax): exactly the values nf4.dequantize defines.
 //
 // clang-format off
 // Kernel              arguments (in order)                      params
@@ -87,6 +99,9 @@
 //                     torch.optim.AdamW (foreach off) on g·grad_scale; step is 1-based;
 //                     bias corrections in double.
 // fill                out[n]                                     n value
+// dequantize_nf4      w [nf4], out[n]                            n w_block_size w_dq_block_size
+//                                                                w_dequant_dtype to
+//                     out = W's elements as [nf4] defines them, stored as `to`
 //
 // clang-format on
 //===----------------------------------------------------------------------===//
@@ -119,6 +134,10 @@ inline constexpr std::string_view kGlobalNorm = "global_norm";
 inline constexpr std::string_view kClipCoefficient = "clip_coefficient";
 inline constexpr std::string_view kAdamW = "adamw";
 inline constexpr std::string_view kFill = "fill";
+inline constexpr std::string_view kDequantizeNf4 = "dequantize_nf4";
+
+/// The `w_dtype` of an NF4 weight ([nf4]).
+inline constexpr std::string_view kNf4WeightDType = "NF4";
 
 } // namespace qlora::kernels
 
