@@ -8,10 +8,11 @@ namespace qlora::cpu {
 
 namespace {
 using Family = std::span<const detail::NamedKernel> (*)();
-constexpr std::array<Family, 6> kFamilies = {
+constexpr std::array<Family, 7> kFamilies = {
     detail::elementwiseKernels, detail::normRopeKernels,
     detail::linearKernels,      detail::attentionKernels,
     detail::lossKernels,        detail::optimizerKernels,
+    detail::nf4Kernels,
 };
 } // namespace
 

@@ -7,6 +7,7 @@
 #include "runtime/backends/cpu/Gemm.h"
 #include "runtime/backends/cpu/Float16.h"
 #include "runtime/backends/cpu/GemmMicroKernel.h"
+#include "runtime/backends/cpu/Nf4Decode.h"
 
 #include <algorithm>
 #include <vector>
@@ -81,8 +82,50 @@ void packBAs(const MatrixRef &b, int64_t k0, int64_t kc, int64_t col0,
   }
 }
 
+/// packB of an NF4 B: contiguous runs of elements are decoded at once (one
+/// row of the panels when B's rows are contiguous, W row-major; one column
+/// when its columns are, W transposed) and then scattered into the panels.
+void packNf4B(const MatrixRef &b, int64_t k0, int64_t kc, int64_t col0,
+              int64_t cols, float *out) {
+  const Nf4View &w = *b.nf4;
+  if (b.colStride != 1 && b.rowStride != 1)
+    return packBAs(b, k0, kc, col0, cols, out, [&](int64_t i) {
+      float value;
+      decodeNf4Run(w, i, 1, &value);
+      return value;
+    });
+  float run[std::max(kKC, kNC)];
+  int64_t panelFloats = kc * kNR;
+  if (b.colStride == 1) {
+    for (int64_t kk = 0; kk < kc; ++kk) {
+      decodeNf4Run(w, (k0 + kk) * b.rowStride + col0, cols, run);
+      for (int64_t p = 0; p < cols; p += kNR) {
+        float *dst = out + p / kNR * panelFloats + kk * kNR;
+        int64_t width = std::min(kNR, cols - p);
+        std::copy(run + p, run + p + width, dst);
+        std::fill(dst + width, dst + kNR, 0.0f);
+      }
+    }
+    return;
+  }
+  for (int64_t c = 0; c < cols; ++c) {
+    decodeNf4Run(w, k0 + (col0 + c) * b.colStride, kc, run);
+    float *dst = out + c / kNR * panelFloats + c % kNR;
+    for (int64_t kk = 0; kk < kc; ++kk)
+      dst[kk * kNR] = run[kk];
+  }
+  // The last panel's columns past `cols` are zero, as packBAs leaves them.
+  if (int64_t width = cols % kNR) {
+    float *last = out + cols / kNR * panelFloats;
+    for (int64_t kk = 0; kk < kc; ++kk)
+      std::fill(last + kk * kNR + width, last + (kk + 1) * kNR, 0.0f);
+  }
+}
+
 void packB(const MatrixRef &b, int64_t k0, int64_t kc, int64_t col0,
            int64_t cols, float *out) {
+  if (b.nf4)
+    return packNf4B(b, k0, kc, col0, cols, out);
   const auto *half = static_cast<const uint16_t *>(b.data);
   switch (b.dtype) {
   case format::DType::BF16:

@@ -1,7 +1,8 @@
 //===- Gemm.h - Blocked fp32 GEMM for the CPU kernels -----------*- C++ -*-===//
 //
 // C = (accumulate ? C : 0) + alpha * (A · B) on strided operands, B possibly
-// stored as bf16 or f16 (frozen weights) and widened while it is packed.
+// stored as bf16, f16 or NF4 (frozen weights) and widened or dequantized
+// while it is packed, a panel at a time (no fp32 copy of B is made).
 // BLIS-style: B panels of KC x NC and A blocks of MC x KC are packed into
 // thread-local buffers and a 6 x 16 register-blocked micro-kernel runs over
 // them (AVX2+FMA when the CPU has it, portable vector code otherwise).
@@ -24,12 +25,17 @@
 
 namespace qlora::cpu::detail {
 
-/// Element (i, j) lives at element index i*rowStride + j*colStride of `data`.
+struct Nf4View;
+
+/// Element (i, j) lives at element index i*rowStride + j*colStride of `data`,
+/// or of the NF4 tensor `nf4` when that is set (B only; `data` and `dtype`
+/// are then unused).
 struct MatrixRef {
   const void *data;
   int64_t rowStride;
   int64_t colStride;
   format::DType dtype = format::DType::F32; // F32, BF16 or F16 (B only)
+  const Nf4View *nf4 = nullptr;
 };
 
 struct GemmSpec {

@@ -133,12 +133,16 @@ std::vector<int64_t> Signature::dims(std::string_view name) {
   return ok ? *result : std::vector<int64_t>{};
 }
 
-void Signature::arg(std::string_view name, std::span<const int64_t> shape,
-                    format::DType dtype) {
-  // Bounded by 2^62 bytes so that every index computed in int64 fits.
-  constexpr uint64_t kMaxBytes = uint64_t(1) << 62;
+namespace {
+// Bounded by 2^62 bytes so that every index computed in int64 fits.
+constexpr uint64_t kMaxBytes = uint64_t(1) << 62;
+} // namespace
+
+Signature::Expected Signature::shaped(std::string_view name,
+                                      std::span<const int64_t> shape,
+                                      uint64_t elementBytes) {
   Expected entry{std::string(name) + " [", 0, false};
-  uint64_t bytes = format::dtypeSize(dtype);
+  uint64_t bytes = elementBytes;
   for (size_t i = 0; i < shape.size(); ++i) {
     entry.description += (i ? " x " : "") + std::to_string(shape[i]);
     uint64_t extent = uint64_t(std::max<int64_t>(shape[i], 0));
@@ -149,9 +153,49 @@ void Signature::arg(std::string_view name, std::span<const int64_t> shape,
     entry.description.pop_back(), entry.description += "scalar";
   else
     entry.description += "]";
-  entry.description += " " + std::string(format::dtypeName(dtype));
   entry.bytes = size_t(bytes);
+  return entry;
+}
+
+void Signature::arg(std::string_view name, std::span<const int64_t> shape,
+                    format::DType dtype) {
+  Expected entry = shaped(name, shape, format::dtypeSize(dtype));
+  entry.description += " " + std::string(format::dtypeName(dtype));
   expected.push_back(std::move(entry));
+}
+
+void Signature::nf4Arg(std::string_view name,
+                       std::initializer_list<int64_t> shape,
+                       const Nf4Params &nf4) {
+  Expected entry =
+      shaped(name, std::span<const int64_t>(shape.begin(), shape.size()), 1);
+  entry.description +=
+      " NF4 (blocks of " + std::to_string(nf4.blockSize) +
+      (nf4.dqBlockSize ? ", nested blocks of " + std::to_string(nf4.dqBlockSize)
+                       : std::string(", f32 absmax")) +
+      ")";
+  std::optional<format::Nf4Layout> layout = format::Nf4Layout::compute(
+      int64_t(entry.bytes), nf4.blockSize, nf4.dqBlockSize);
+  entry.overflow |= !layout || uint64_t(layout->totalBytes) > kMaxBytes;
+  entry.bytes = layout ? size_t(layout->totalBytes) : 0;
+  expected.push_back(std::move(entry));
+}
+
+Nf4Params Signature::nf4Params() {
+  // Block sizes past 2^40 would overflow the layout's arithmetic; no real
+  // tensor has them.
+  constexpr int64_t kMaxBlock = int64_t(1) << 40;
+  Nf4Params nf4;
+  nf4.blockSize = integer("w_block_size", 1);
+  check(nf4.blockSize <= kMaxBlock,
+        "parameter 'w_block_size' must be at most 2^40, found " +
+            std::to_string(nf4.blockSize));
+  nf4.dqBlockSize = integer("w_dq_block_size", 0);
+  check(nf4.dqBlockSize <= kMaxBlock,
+        "parameter 'w_dq_block_size' must be at most 2^40, found " +
+            std::to_string(nf4.dqBlockSize));
+  nf4.dequantType = floatType("w_dequant_dtype");
+  return nf4;
 }
 
 void Signature::arg(std::string_view name, std::initializer_list<int64_t> shape,
@@ -188,6 +232,11 @@ std::string Signature::finish() {
 
 format::DType dtypeParam(const KernelCall &call, std::string_view name) {
   return *format::parseDType(*call.params.getString(name));
+}
+
+Nf4Params nf4ParamsOf(const KernelCall &call) {
+  return {intParam(call, "w_block_size"), intParam(call, "w_dq_block_size"),
+          dtypeParam(call, "w_dequant_dtype")};
 }
 
 } // namespace qlora::cpu::detail

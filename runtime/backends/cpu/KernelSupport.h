@@ -9,6 +9,7 @@
 #define QLORACC_RUNTIME_BACKENDS_CPU_KERNELSUPPORT_H
 
 #include "runtime/backends/cpu/CpuKernels.h"
+#include "runtime/backends/cpu/Nf4Decode.h"
 #include "runtime/format/DType.h"
 #include "runtime/format/KernelParams.h"
 
@@ -33,6 +34,7 @@ std::span<const NamedKernel> linearKernels();
 std::span<const NamedKernel> attentionKernels();
 std::span<const NamedKernel> lossKernels();
 std::span<const NamedKernel> optimizerKernels();
+std::span<const NamedKernel> nf4Kernels();
 
 class Signature {
 public:
@@ -56,6 +58,8 @@ public:
                     std::initializer_list<std::string_view> options);
   /// A non-empty string parameter.
   std::string text(std::string_view name);
+  /// The [nf4] parameters w_block_size, w_dq_block_size and w_dequant_dtype.
+  Nf4Params nf4Params();
   /// Whether the parameter `name` is given (for optional parameters).
   bool has(std::string_view name) const { return params.find(name) != nullptr; }
   /// An integer array parameter whose entries are all >= 1.
@@ -68,6 +72,10 @@ public:
            format::DType dtype = format::DType::F32);
   void arg(std::string_view name, std::span<const int64_t> shape,
            format::DType dtype = format::DType::F32);
+  /// Declares the next argument as an NF4 tensor of `shape` elements stored
+  /// as format/Nf4Layout.h describes (its totalBytes).
+  void nf4Arg(std::string_view name, std::initializer_list<int64_t> shape,
+              const Nf4Params &nf4);
 
   /// "" when the parameters and the argument count are right and every
   /// argument holds at least its tensor; else the first problem.
@@ -80,6 +88,9 @@ private:
     bool overflow;
   };
 
+  /// "name [a x b]" and the elements times `elementBytes`, overflow marked.
+  static Expected shaped(std::string_view name, std::span<const int64_t> shape,
+                         uint64_t elementBytes);
   const format::KernelParams::Value *lookup(std::string_view name,
                                             std::string_view expected);
 
@@ -98,6 +109,8 @@ inline double realParam(const KernelCall &call, std::string_view name) {
   return *call.params.getFloat(name);
 }
 format::DType dtypeParam(const KernelCall &call, std::string_view name);
+/// The [nf4] parameters of a launch (see Signature::nf4Params).
+Nf4Params nf4ParamsOf(const KernelCall &call);
 
 template <typename T> T *argAs(const KernelCall &call, size_t index) {
   return static_cast<T *>(call.args[index]);

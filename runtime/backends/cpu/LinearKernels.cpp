@@ -1,7 +1,8 @@
 //===- LinearKernels.cpp - linear_fwd, linear_grad_input, lora_grad -------===//
 //
-// PEFT's LoRA linear on top of a frozen (possibly bf16/f16) weight, as GEMMs
-// (Gemm.h). Each GEMM result is rounded to fp32 before it is scaled or
+// PEFT's LoRA linear on top of a frozen (possibly bf16/f16/NF4) weight, as
+// GEMMs (Gemm.h); an NF4 weight ([nf4]) is dequantized while the GEMM packs
+// it. Each GEMM result is rounded to fp32 before it is scaled or
 // added, as the separate torch ops round it:
 //   linear_fwd         y = x·Wᵀ ; t = x·Aᵀ ; y += s·(t·Bᵀ)
 //   linear_grad_input  dx (+)= dy·W ; dt = dy·B ; dx += s·(dt·A)
@@ -25,6 +26,7 @@
 #include "runtime/format/CounterRng.h"
 #include "runtime/format/KernelAbi.h"
 
+#include <optional>
 #include <vector>
 
 namespace qlora::cpu::detail {
@@ -105,12 +107,61 @@ private:
 };
 
 /// Row-major [rows x cols] as a GEMM operand, or its transpose.
-MatrixRef rowMajor(const void *data, int64_t cols, DType dtype = DType::F32) {
-  return {data, cols, 1, dtype};
+MatrixRef rowMajor(const void *data, int64_t cols) { return {data, cols, 1}; }
+MatrixRef transposed(const void *data, int64_t cols) { return {data, 1, cols}; }
+
+/// How the frozen weight W [out, in] is stored: f32, bf16, f16 or NF4.
+struct WeightFormat {
+  DType dtype = DType::F32;
+  std::optional<Nf4Params> nf4;
+};
+
+/// Reads `w_dtype` (and for NF4 its [nf4] parameters).
+WeightFormat weightFormat(Signature &sig) {
+  std::string name =
+      sig.oneOf("w_dtype", {"F32", "BF16", "F16", kernels::kNf4WeightDType});
+  if (name == kernels::kNf4WeightDType)
+    return {DType::F32, sig.nf4Params()};
+  return {*format::parseDType(name), std::nullopt};
 }
-MatrixRef transposed(const void *data, int64_t cols, DType dtype = DType::F32) {
-  return {data, 1, cols, dtype};
+
+void weightArg(Signature &sig, const WeightFormat &format,
+               const LinearShape &s) {
+  if (format.nf4)
+    sig.nf4Arg("w", {s.out, s.in}, *format.nf4);
+  else
+    sig.arg("w", {s.out, s.in}, format.dtype);
 }
+
+/// W (argument 1) as a GEMM operand for one launch; an NF4 W holds its
+/// recovered absmax here for the launch's GEMMs.
+class FrozenWeight {
+public:
+  FrozenWeight(const KernelCall &call, int64_t out, int64_t in)
+      : data(call.args[1]), in(in) {
+    if (*call.params.getString("w_dtype") == kernels::kNf4WeightDType)
+      nf4.emplace(data, out * in, nf4ParamsOf(call), call.pool);
+    else
+      dtype = dtypeParam(call, "w_dtype");
+  }
+
+  /// B(k = o, n = i) = W[o, i].
+  MatrixRef rowMajor() const { return withNf4({data, in, 1, dtype}); }
+  /// B(k = i, n = o) = W[o, i].
+  MatrixRef transposed() const { return withNf4({data, 1, in, dtype}); }
+
+private:
+  MatrixRef withNf4(MatrixRef ref) const {
+    if (nf4)
+      ref.nf4 = &nf4->view();
+    return ref;
+  }
+
+  const void *data;
+  int64_t in;
+  DType dtype = DType::F32;
+  std::optional<Nf4Weight> nf4;
+};
 
 //===- linear_fwd ---------------------------------------------------------===//
 
@@ -118,9 +169,9 @@ std::string validateLinearFwd(const format::KernelParams &params,
                               std::span<const size_t> argBytes) {
   Signature sig(kernels::kLinearFwd, params, argBytes);
   LinearShape s = linearParams(sig, false);
-  DType wType = sig.floatType("w_dtype");
+  WeightFormat wFormat = weightFormat(sig);
   sig.arg("x", {s.rows, s.in});
-  sig.arg("w", {s.out, s.in}, wType);
+  weightArg(sig, wFormat, s);
   if (s.rank > 0) {
     sig.arg("a", {s.rank, s.in});
     sig.arg("b", {s.out, s.rank});
@@ -135,11 +186,12 @@ std::string validateLinearFwd(const format::KernelParams &params,
 void runLinearFwd(const KernelCall &call) {
   int64_t rows = intParam(call, "rows"), in = intParam(call, "in");
   int64_t out = intParam(call, "out"), rank = intParam(call, "rank");
-  const void *x = call.args[0], *w = call.args[1];
+  const void *x = call.args[0];
   float *y = argAs<float>(call, rank > 0 ? 5 : 2);
-  gemm({rows, out, in, rowMajor(x, in),
-        transposed(w, in, dtypeParam(call, "w_dtype")), y, out},
-       call.pool);
+  {
+    FrozenWeight w(call, out, in);
+    gemm({rows, out, in, rowMajor(x, in), w.transposed(), y, out}, call.pool);
+  }
   if (rank == 0)
     return;
   const void *a = call.args[2], *b = call.args[3];
@@ -165,10 +217,10 @@ std::string validateLinearGradInput(const format::KernelParams &params,
                                     std::span<const size_t> argBytes) {
   Signature sig(kernels::kLinearGradInput, params, argBytes);
   LinearShape s = linearParams(sig, false);
-  DType wType = sig.floatType("w_dtype");
+  WeightFormat wFormat = weightFormat(sig);
   sig.flag("accumulate");
   sig.arg("dy", {s.rows, s.out});
-  sig.arg("w", {s.out, s.in}, wType);
+  weightArg(sig, wFormat, s);
   if (s.rank > 0) {
     sig.arg("a", {s.rank, s.in});
     sig.arg("b", {s.out, s.rank});
@@ -183,17 +235,14 @@ std::string validateLinearGradInput(const format::KernelParams &params,
 void runLinearGradInput(const KernelCall &call) {
   int64_t rows = intParam(call, "rows"), in = intParam(call, "in");
   int64_t out = intParam(call, "out"), rank = intParam(call, "rank");
-  const void *dy = call.args[0], *w = call.args[1];
+  const void *dy = call.args[0];
   float *dx = argAs<float>(call, rank > 0 ? 5 : 2);
-  GemmSpec base{rows,
-                in,
-                out,
-                rowMajor(dy, out),
-                rowMajor(w, in, dtypeParam(call, "w_dtype")),
-                dx,
-                in};
-  base.accumulate = intParam(call, "accumulate");
-  gemm(base, call.pool);
+  {
+    FrozenWeight w(call, out, in);
+    GemmSpec base{rows, in, out, rowMajor(dy, out), w.rowMajor(), dx, in};
+    base.accumulate = intParam(call, "accumulate");
+    gemm(base, call.pool);
+  }
   if (rank == 0)
     return;
   const void *a = call.args[2], *b = call.args[3];
