@@ -1,5 +1,7 @@
 //===- Nf4Types.cpp - nf4 tensor type: syntax, verifier, sizes ------------===//
 #include "dialects/nf4/Nf4Dialect.h"
+#include "runtime/format/Nf4Layout.h"
+
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/DialectImplementation.h"
@@ -116,6 +118,12 @@ int64_t Nf4TensorType::getStorageBits() const {
     return bits + getNumBlocks() * 32;
   // 8-bit scale codes, fp32 nested scales and the fp32 offset.
   return bits + getNumBlocks() * 8 + getNumNestedBlocks() * 32 + 32;
+}
+
+int64_t Nf4TensorType::getStorageBytes() const {
+  return qlora::format::Nf4Layout::compute(getNumElements(), getBlockSize(),
+                                           getDqBlockSize())
+      ->totalBytes;
 }
 
 double Nf4TensorType::getBitsPerParameter() const {

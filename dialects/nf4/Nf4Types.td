@@ -48,6 +48,9 @@ def Nf4_TensorType : TypeDef<Nf4_Dialect, "Nf4Tensor"> {
     /// and with double quantization the nested fp32 scales and the fp32
     /// offset. The shared code tables are not counted.
     int64_t getStorageBits() const;
+    /// Bytes of the single runtime buffer holding this tensor
+    /// (runtime/format/Nf4Layout.h: the pieces 16-byte aligned).
+    int64_t getStorageBytes() const;
     /// getStorageBits() / getNumElements(): about 4.127 for block 64 with
     /// dq 256, 4.5 for block 64 without.
     double getBitsPerParameter() const;

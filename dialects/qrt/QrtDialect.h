@@ -28,7 +28,8 @@ namespace mlir::qrt {
 
 /// Bytes a buffer needs to hold `type`: a statically shaped tensor or a
 /// scalar of integers or floats (sub-byte element types rounded up to whole
-/// bytes); std::nullopt for anything else.
+/// bytes), or an `!nf4.tensor` (its one-buffer layout); std::nullopt for
+/// anything else.
 std::optional<int64_t> getStoredByteSize(Type type);
 
 /// Whether buffers of `bufferClass` hold their contents across the whole

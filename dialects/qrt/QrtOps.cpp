@@ -7,6 +7,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "dialects/qrt/QrtDialect.h"
+#include "dialects/nf4/Nf4Dialect.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -30,6 +31,8 @@ std::optional<int64_t> mlir::qrt::getStoredByteSize(Type type) {
       return std::nullopt;
     return (count * int64_t(element.getIntOrFloatBitWidth()) + 7) / 8;
   };
+  if (auto nf4 = dyn_cast<nf4::Nf4TensorType>(type))
+    return nf4.getStorageBytes();
   if (auto tensor = dyn_cast<RankedTensorType>(type)) {
     if (!tensor.hasStaticShape())
       return std::nullopt;

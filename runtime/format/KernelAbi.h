@@ -16,8 +16,9 @@
 //     lowering emits 0 today.
 //   - An argument buffer may be larger than its tensor, never smaller.
 //   - Arguments marked [lora] are present only when rank > 0.
-//   - Dtype parameters (w_dtype, from, to) are strings in safetensors'
-//     spelling: "F32", "BF16", "F16" (format::parseDType reads them).
+//   - Dtype parameters (w_dtype, w_dequant_dtype, from, to) are strings in
+//     safetensors' spelling: "F32", "BF16", "F16" (format::parseDType reads
+//     them), plus "NF4" for w_dtype ([nf4]).
 //   - Integer flags (inverse, causal, accumulate, has_normalizer) are 0 or 1.
 //   - [dropout] LoRA dropout of linear_fwd, linear_grad_input and lora_grad:
 //     the optional params `dropout` (f64 p in [0, 1); absent means 0),

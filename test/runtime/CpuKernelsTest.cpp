@@ -255,7 +255,7 @@ TEST(CpuKernelRegistry, RunsEveryKernelOfTheAbi) {
                                   kernels::kGlobalNorm,
                                   kernels::kClipCoefficient,
                                   kernels::kAdamW,
-                                  kernels::kFill};
+                                  kernels::kFill,         kernels::kDequantizeNf4};
   for (std::string_view name : all)
     EXPECT_NE(findCpuKernel(name), nullptr) << name;
   EXPECT_EQ(cpuKernelNames().size(), std::size(all));
