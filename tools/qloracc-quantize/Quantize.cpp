@@ -1,6 +1,8 @@
 //===- Quantize.cpp - Checkpoint to bitsandbytes NF4 checkpoint -----------===//
 #include "tools/qloracc-quantize/Quantize.h"
 
+#include "tools/qloracc-quantize/PythonJson.h"
+
 #include "runtime/backends/cpu/Float16.h"
 #include "runtime/format/Nf4.h"
 #include "runtime/format/Safetensors.h"
@@ -8,13 +10,13 @@
 
 #include <algorithm>
 #include <array>
-#include <charconv>
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <deque>
 #include <map>
 #include <memory>
+#include <optional>
 #include <vector>
 
 namespace qlora::quantize {
@@ -75,56 +77,46 @@ template <typename T> std::vector<uint8_t> toBytes(std::span<const T> values) {
   return bytes;
 }
 
-} // namespace
+/// One linear weight in bitsandbytes' pieces (the fields of
+/// format::Nf4Pieces).
+struct QuantizedWeight {
+  std::vector<uint8_t> packed;
+  /// fp32 absmax, one per block (without double quantization).
+  std::vector<float> absmax;
+  /// Double quantization: one 8-bit code per block, the nested fp32 absmax
+  /// and the offset.
+  std::vector<uint8_t> absmaxCodes;
+  std::vector<float> nestedAbsmax;
+  float offset = 0;
+};
 
-std::string pythonFloatRepr(double value) {
-  // The shortest round-trip digits, as "d.ddde±XX".
-  char buffer[64];
-  auto [end, ec] = std::to_chars(buffer, buffer + sizeof(buffer), value,
-                                 std::chars_format::scientific);
-  if (ec != std::errc())
-    return "nan";
-  std::string text(buffer, end);
-  size_t ePos = text.find('e');
-  std::string mantissa = text.substr(0, ePos);
-  int exponent = std::atoi(text.c_str() + ePos + 1);
-  std::string sign;
-  if (!mantissa.empty() && mantissa[0] == '-') {
-    sign = "-";
-    mantissa.erase(0, 1);
+/// The one place that quantizes: every weight of every mode goes through
+/// here (the scalar reference codec today).
+std::optional<QuantizedWeight> quantizeWeight(const format::TensorView &view,
+                                              const QuantizeOptions &options,
+                                              std::string &problem) {
+  std::vector<float> values = widenToF32(view);
+  std::optional<format::Nf4Quantized> nf4 =
+      format::quantizeNf4(values, options.blocksize, problem);
+  if (!nf4)
+    return std::nullopt;
+  QuantizedWeight result;
+  result.packed = std::move(nf4->packed);
+  if (!options.doubleQuant) {
+    result.absmax = std::move(nf4->absmax);
+    return result;
   }
-  std::string digits;
-  for (char c : mantissa)
-    if (c != '.')
-      digits += c;
-
-  if (exponent < -4 || exponent >= 16) {
-    std::string out = sign + digits.substr(0, 1);
-    if (digits.size() > 1)
-      out += "." + digits.substr(1);
-    out += exponent < 0 ? "e-" : "e+";
-    int magnitude = std::abs(exponent);
-    if (magnitude < 10)
-      out += "0";
-    out += std::to_string(magnitude);
-    return out;
-  }
-  // Fixed notation: the point goes after digit number exponent + 1.
-  int point = exponent + 1;
-  std::string intPart, fracPart;
-  if (point <= 0) {
-    intPart = "0";
-    fracPart = std::string(static_cast<size_t>(-point), '0') + digits;
-  } else if (static_cast<size_t>(point) >= digits.size()) {
-    intPart = digits + std::string(point - digits.size(), '0');
-  } else {
-    intPart = digits.substr(0, point);
-    fracPart = digits.substr(point);
-  }
-  if (fracPart.empty())
-    fracPart = "0";
-  return sign + intPart + "." + fracPart;
+  std::optional<format::DoubleQuantized> nested =
+      format::doubleQuantize(nf4->absmax, options.nestedBlocksize, problem);
+  if (!nested)
+    return std::nullopt;
+  result.absmaxCodes = std::move(nested->codes);
+  result.nestedAbsmax = std::move(nested->nestedAbsmax);
+  result.offset = nested->offset;
+  return result;
 }
+
+} // namespace
 
 std::string_view torchDtypeName(DType dtype) {
   switch (dtype) {
@@ -141,7 +133,8 @@ std::string_view torchDtypeName(DType dtype) {
 
 std::string bnbQuantStateJson(std::string_view torchDtype,
                               std::span<const int64_t> shape, int64_t blocksize,
-                              int64_t nestedBlocksize, float offset) {
+                              bool doubleQuant, int64_t nestedBlocksize,
+                              float offset) {
   std::string json = "{\"quant_type\": \"nf4\", \"blocksize\": ";
   json += std::to_string(blocksize);
   json += ", \"dtype\": \"";
@@ -152,13 +145,21 @@ std::string bnbQuantStateJson(std::string_view torchDtype,
       json += ", ";
     json += std::to_string(shape[i]);
   }
-  json += "], \"nested_blocksize\": ";
-  json += std::to_string(nestedBlocksize);
-  // The nested 8-bit step always runs on fp32 absmax values.
-  json += ", \"nested_dtype\": \"float32\", \"nested_offset\": ";
-  json += pythonFloatRepr(static_cast<double>(offset));
+  json += "]";
+  if (doubleQuant) {
+    json += ", \"nested_blocksize\": ";
+    json += std::to_string(nestedBlocksize);
+    // The nested 8-bit step always runs on fp32 absmax values.
+    json += ", \"nested_dtype\": \"float32\", \"nested_offset\": ";
+    json += pythonFloatRepr(static_cast<double>(offset));
+  }
   json += "}";
   return json;
+}
+
+bool isBnbBlocksize(int64_t blocksize) {
+  return blocksize >= 32 && blocksize <= 4096 &&
+         (blocksize & (blocksize - 1)) == 0;
 }
 
 bool isLinearWeightName(std::string_view name) {
@@ -167,9 +168,23 @@ bool isLinearWeightName(std::string_view name) {
          name.substr(name.size() - suffix.size()) == suffix;
 }
 
+bool isBnbQuantStateName(std::string_view name) {
+  auto endsWith = [&](std::string_view suffix) {
+    return name.size() >= suffix.size() &&
+           name.substr(name.size() - suffix.size()) == suffix;
+  };
+  // The 4-bit QuantState.as_dict(packed=True) keys, and the 8-bit ones.
+  return name.find(".quant_state.bitsandbytes__") != std::string_view::npos ||
+         endsWith(".weight.absmax") || endsWith(".weight.quant_map") ||
+         endsWith(".weight.nested_absmax") ||
+         endsWith(".weight.nested_quant_map") || endsWith(".SCB") ||
+         endsWith(".weight_format");
+}
+
 bool quantizeCheckpoint(const std::string &inputPath,
-                        const std::string &outputPath, QuantizeSummary &summary,
-                        std::string &error) {
+                        const std::string &outputPath,
+                        const QuantizeOptions &options,
+                        QuantizeSummary &summary, std::string &error) {
   std::unique_ptr<format::SafetensorsFile> input =
       format::SafetensorsFile::open(inputPath, error);
   if (!input)
@@ -190,15 +205,26 @@ bool quantizeCheckpoint(const std::string &inputPath,
   const std::vector<uint8_t> nestedQuantMap =
       toBytes(std::span<const float>(dynamicMap));
 
+  // Before any weight: a packed 4-bit weight would otherwise be reported as
+  // a U8 tensor that cannot be quantized.
+  for (const format::TensorView &view : input->tensors()) {
+    if (isBnbQuantStateName(view.name)) {
+      error = inputPath + ": tensor '" + format::escapeForMessage(view.name) +
+              "': the checkpoint is already quantized (a bitsandbytes "
+              "quant-state tensor); quantize the original weights";
+      return false;
+    }
+  }
+
   summary = {};
   for (const format::TensorView &view : input->tensors()) {
+    std::string where =
+        inputPath + ": tensor '" + format::escapeForMessage(view.name) + "': ";
     if (!isLinearWeightName(view.name)) {
       outputs.push_back({view.name, view.dtype, view.shape, view.bytes});
       ++summary.copied;
       continue;
     }
-    std::string where =
-        inputPath + ": tensor '" + format::escapeForMessage(view.name) + "': ";
     std::string_view torchDtype = torchDtypeName(view.dtype);
     if (torchDtype.empty() || view.shape.size() != 2) {
       error = where +
@@ -213,38 +239,41 @@ bool quantizeCheckpoint(const std::string &inputPath,
               " has no elements to quantize";
       return false;
     }
-    std::vector<float> values = widenToF32(view);
     std::string problem;
-    std::optional<format::Nf4Quantized> nf4 =
-        format::quantizeNf4(values, format::kNf4DefaultBlocksize, problem);
-    if (!nf4) {
+    std::optional<QuantizedWeight> weight =
+        quantizeWeight(view, options, problem);
+    if (!weight) {
       error = where + problem;
       return false;
     }
-    std::optional<format::DoubleQuantized> nested = format::doubleQuantize(
-        nf4->absmax, format::kNf4NestedBlocksize, problem);
-    if (!nested) {
-      error = where + problem;
-      return false;
-    }
-    format::DoubleQuantized &dq = *nested;
-    int64_t packedBytes = static_cast<int64_t>(nf4->packed.size());
-    int64_t blocks = static_cast<int64_t>(dq.codes.size());
-    int64_t nestedBlocks = static_cast<int64_t>(dq.nestedAbsmax.size());
-    std::string json =
-        bnbQuantStateJson(torchDtype, view.shape, format::kNf4DefaultBlocksize,
-                          format::kNf4NestedBlocksize, dq.offset);
+    int64_t packedBytes = static_cast<int64_t>(weight->packed.size());
+    std::string json = bnbQuantStateJson(
+        torchDtype, view.shape, options.blocksize, options.doubleQuant,
+        options.nestedBlocksize, weight->offset);
 
-    add(view.name, DType::U8, {packedBytes, 1}, std::move(nf4->packed));
-    add(view.name + ".absmax", DType::U8, {blocks}, std::move(dq.codes));
-    add(view.name + ".quant_map", DType::F32, {16}, quantMap);
-    add(view.name + ".nested_absmax", DType::F32, {nestedBlocks},
-        toBytes(std::span<const float>(dq.nestedAbsmax)));
-    add(view.name + ".nested_quant_map", DType::F32,
-        {static_cast<int64_t>(dynamicMap.size())}, nestedQuantMap);
+    add(view.name, DType::U8, {packedBytes, 1}, std::move(weight->packed));
+    if (options.doubleQuant) {
+      int64_t blocks = static_cast<int64_t>(weight->absmaxCodes.size());
+      int64_t nestedBlocks = static_cast<int64_t>(weight->nestedAbsmax.size());
+      add(view.name + ".absmax", DType::U8, {blocks},
+          std::move(weight->absmaxCodes));
+      add(view.name + ".quant_map", DType::F32, {16}, quantMap);
+      add(view.name + ".nested_absmax", DType::F32, {nestedBlocks},
+          toBytes(std::span<const float>(weight->nestedAbsmax)));
+      add(view.name + ".nested_quant_map", DType::F32,
+          {static_cast<int64_t>(dynamicMap.size())}, nestedQuantMap);
+    } else {
+      int64_t blocks = static_cast<int64_t>(weight->absmax.size());
+      add(view.name + ".absmax", DType::F32, {blocks},
+          toBytes(std::span<const float>(weight->absmax)));
+      add(view.name + ".quant_map", DType::F32, {16}, quantMap);
+    }
     add(view.name + ".quant_state.bitsandbytes__nf4", DType::U8,
         {static_cast<int64_t>(json.size())},
         std::vector<uint8_t>(json.begin(), json.end()));
+    summary.extraParameters += 2 * packedBytes - view.numElements();
+    if (summary.weightDtype.empty())
+      summary.weightDtype = torchDtype;
     ++summary.quantized;
   }
 
@@ -259,6 +288,10 @@ bool quantizeCheckpoint(const std::string &inputPath,
         return a.name < b.name;
       });
 
+  for (const format::TensorToWrite &tensor : outputs) {
+    summary.tensorNames.push_back(tensor.name);
+    summary.tensorBytes += tensor.bytes.size();
+  }
   std::map<std::string, std::string> metadata = input->metadata();
   metadata.try_emplace("format", "pt");
   return format::writeSafetensors(outputPath, outputs, metadata, error);
