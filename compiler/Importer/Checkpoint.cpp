@@ -1,6 +1,8 @@
 //===- Checkpoint.cpp - The tensors of a Hugging Face checkpoint ----------===//
 #include "compiler/Importer/Checkpoint.h"
 
+#include "compiler/Importer/QuantizedCheckpoint.h"
+
 #include "runtime/format/Json.h"
 
 #include "llvm/ADT/STLExtras.h"
@@ -67,7 +69,7 @@ listShardFiles(llvm::StringRef directory) {
 llvm::Expected<std::unique_ptr<Checkpoint>>
 Checkpoint::open(llvm::StringRef directory,
                  llvm::ArrayRef<FrozenTensor> expected,
-                 llvm::ArrayRef<std::string> ignorable) {
+                 llvm::ArrayRef<std::string> ignorable, bool acceptBnb4Bit) {
   llvm::Expected<std::vector<std::string>> shardPaths =
       listShardFiles(directory);
   if (!shardPaths)
@@ -90,8 +92,19 @@ Checkpoint::open(llvm::StringRef directory,
   }
 
   llvm::StringSet<> known;
+  qlora::format::TensorLookup lookup = checkpoint->lookup();
   for (const FrozenTensor &want : expected) {
     known.insert(want.name);
+    if (qlora::format::hasBnbNf4QuantState(lookup, want.name)) {
+      llvm::Expected<qlora::format::BnbNf4Tensor> nf4 =
+          readQuantizedTensor(lookup, want, acceptBnb4Bit);
+      if (!nf4)
+        return nf4.takeError();
+      checkpoint->tensors.find(want.name)->second.nf4 = std::move(*nf4);
+      for (std::string_view suffix : qlora::format::kBnbNf4CompanionSuffixes)
+        known.insert(want.name + std::string(suffix));
+      continue;
+    }
     auto it = checkpoint->tensors.find(want.name);
     if (it == checkpoint->tensors.end())
       return checkpointError(directory + ": missing tensor '" + want.name +
@@ -120,6 +133,15 @@ Checkpoint::open(llvm::StringRef directory,
                                "' (not part of the model config.json "
                                "describes)");
   return checkpoint;
+}
+
+qlora::format::TensorLookup Checkpoint::lookup() const {
+  return [this](const std::string &name) -> qlora::format::LocatedTensor {
+    auto it = tensors.find(name);
+    if (it == tensors.end())
+      return {};
+    return {it->second.tensor, &it->second.file->path()};
+  };
 }
 
 const TensorLocation *Checkpoint::find(llvm::StringRef name) const {

@@ -6,6 +6,7 @@
 //===----------------------------------------------------------------------===//
 #include "compiler/Importer/GraphBuilder.h"
 
+#include "dialects/nf4/Nf4Dialect.h"
 #include "dialects/qlora/QloraDialect.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
@@ -134,10 +135,14 @@ private:
     const FrozenTensor &tensor = shapes.at(name);
     WeightBinding binding = bind(tensor);
     auto type = RankedTensorType::get(tensor.shape, binding.elementType);
-    return qlora::WeightOp::create(
-        b, loc, type, b.getStringAttr(name),
+    Value stored = qlora::WeightOp::create(
+        b, loc, binding.quantized ? binding.quantized : type,
+        b.getStringAttr(name),
         llvm::cast_if_present<qlora::SourceAttr>(binding.source),
         binding.value);
+    if (!binding.quantized)
+      return stored;
+    return nf4::DequantizeOp::create(b, loc, type, stored);
   }
 
   Value loraParam(const std::string &name, ArrayRef<int64_t> dims,
@@ -183,6 +188,7 @@ qlora::LoraConfigAttr loraConfigAttr(Builder &b, const LoraOptions &lora) {
 OwningOpRef<ModuleOp> qloracc::importer::buildLossGraph(
     MLIRContext &context, const ModelConfig &config, const LoraOptions &lora,
     GraphShape shape, WeightBinder bind) {
+  // QloraDialect loads nf4, the dialect of quantized weights.
   context.loadDialect<qlora::QloraDialect, func::FuncDialect>();
   OpBuilder b(&context);
   Location loc = b.getUnknownLoc();

@@ -13,10 +13,14 @@ namespace qloracc::importer {
 
 /// How a frozen tensor's bytes reach the graph: its stored element type and
 /// either a `#qlora.source`, an inline value, or neither (shape only).
+/// A weight stored in NF4 has a `quantized` type: `qlora.weight` then has
+/// that `!nf4.tensor` type, and an `nf4.dequantize` to `elementType` feeds
+/// the graph.
 struct WeightBinding {
   mlir::Type elementType;
-  mlir::Attribute source;   // qlora::SourceAttr or null
-  mlir::ElementsAttr value; // inline bytes or null
+  mlir::Attribute source;    // qlora::SourceAttr or null
+  mlir::ElementsAttr value;  // inline bytes or null
+  mlir::Type quantized = {}; // nf4::Nf4TensorType or null
 };
 
 using WeightBinder =

@@ -2,8 +2,10 @@
 #include "compiler/Importer/Importer.h"
 
 #include "compiler/Importer/Checkpoint.h"
+#include "compiler/Importer/QuantizedCheckpoint.h"
 #include "dialects/qlora/QloraDialect.h"
 #include "runtime/format/CounterRng.h"
+#include "runtime/format/Nf4.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinAttributes.h"
@@ -71,6 +73,12 @@ std::string absolutePath(llvm::StringRef path) {
   return real.str().str();
 }
 
+std::string configPathOf(llvm::StringRef directory) {
+  llvm::SmallString<256> path(directory);
+  llvm::sys::path::append(path, "config.json");
+  return path.str().str();
+}
+
 llvm::Expected<ModelConfig> resolveConfig(const ImportRequest &request) {
   if (!request.preset.empty()) {
     std::optional<ModelConfig> config = getPreset(request.preset);
@@ -84,8 +92,7 @@ llvm::Expected<ModelConfig> resolveConfig(const ImportRequest &request) {
     return importError(request.modelDirectory +
                        ": not a directory (expected a Hugging Face model "
                        "directory with config.json and *.safetensors)");
-  llvm::SmallString<256> configPath(request.modelDirectory);
-  llvm::sys::path::append(configPath, "config.json");
+  std::string configPath = configPathOf(request.modelDirectory);
   if (!llvm::sys::fs::exists(configPath))
     return importError(configPath + ": not found");
   llvm::Expected<ModelConfig> config = readHfConfig(configPath);
@@ -129,6 +136,15 @@ qloracc::importer::importModel(MLIRContext &context,
   if (llvm::Error err = checkShape(*config, shape))
     return std::move(err);
 
+  std::optional<BnbQuantizationConfig> quantization;
+  if (!request.modelDirectory.empty()) {
+    llvm::Expected<std::optional<BnbQuantizationConfig>> read =
+        readBnbQuantizationConfig(configPathOf(request.modelDirectory));
+    if (!read)
+      return read.takeError();
+    quantization = std::move(*read);
+  }
+
   Builder b(&context);
   std::vector<FrozenTensor> tensors = frozenTensors(*config);
   bool shapeOnly = request.noWeights || (!request.preset.empty() && !isTiny);
@@ -136,9 +152,17 @@ qloracc::importer::importModel(MLIRContext &context,
   if (shapeOnly || isTiny) {
     Type storage = isTiny ? b.getF32Type() : b.getBF16Type();
     auto bind = [&](const FrozenTensor &tensor) -> WeightBinding {
-      if (shapeOnly)
-        return {storage, nullptr, nullptr};
-      return {storage, nullptr, randomWeight(b, tensor, request.weightSeed)};
+      if (!shapeOnly)
+        return {storage, nullptr, randomWeight(b, tensor, request.weightSeed)};
+      // Without a checkpoint, bitsandbytes' defaults give the NF4 layout.
+      if (quantization && isQuantizedOnLoad(*quantization, tensor))
+        return {storage, nullptr, nullptr,
+                getNf4Type(context, tensor.shape,
+                           ::qlora::format::kNf4DefaultBlocksize,
+                           quantization->doubleQuant
+                               ? ::qlora::format::kNf4NestedBlocksize
+                               : 0)};
+      return {storage, nullptr, nullptr};
     };
     return buildLossGraph(context, *config, request.lora, shape, bind);
   }
@@ -148,15 +172,19 @@ qloracc::importer::importModel(MLIRContext &context,
   if (config->tieWordEmbeddings)
     ignorable.push_back("lm_head.weight");
   llvm::Expected<std::unique_ptr<Checkpoint>> checkpoint =
-      Checkpoint::open(request.modelDirectory, tensors, ignorable);
+      Checkpoint::open(request.modelDirectory, tensors, ignorable,
+                       /*acceptBnb4Bit=*/quantization.has_value());
   if (!checkpoint)
     return checkpoint.takeError();
   auto bind = [&](const FrozenTensor &tensor) -> WeightBinding {
     const TensorLocation *location = (*checkpoint)->find(tensor.name);
-    return {elementTypeOf(context, location->tensor->dtype),
-            mlir::qlora::SourceAttr::get(
-                &context, absolutePath(location->file->path()), tensor.name),
-            nullptr};
+    auto source = mlir::qlora::SourceAttr::get(
+        &context, absolutePath(location->file->path()), tensor.name);
+    if (const std::optional<::qlora::format::BnbNf4Tensor> &nf4 = location->nf4)
+      return {elementTypeOf(context, nf4->dtype), source, nullptr,
+              getNf4Type(context, nf4->shape, nf4->blocksize,
+                         nf4->nestedBlocksize)};
+    return {elementTypeOf(context, location->tensor->dtype), source, nullptr};
   };
   return buildLossGraph(context, *config, request.lora, shape, bind);
 }

@@ -128,22 +128,25 @@ qloracc::importer::frozenTensors(const ModelConfig &config) {
   int64_t qDim = config.numAttentionHeads * config.headDim;
   int64_t kvDim = config.numKeyValueHeads * config.headDim;
   std::vector<FrozenTensor> tensors;
+  auto linear = [&](std::string name, int64_t out, int64_t in) {
+    tensors.push_back({std::move(name), {out, in}, /*linear=*/true});
+  };
   tensors.push_back({"model.embed_tokens.weight", {config.vocabSize, hidden}});
   for (int64_t i = 0; i < config.numHiddenLayers; ++i) {
     std::string prefix = "model.layers." + std::to_string(i) + ".";
     tensors.push_back({prefix + "input_layernorm.weight", {hidden}});
-    tensors.push_back({prefix + "self_attn.q_proj.weight", {qDim, hidden}});
-    tensors.push_back({prefix + "self_attn.k_proj.weight", {kvDim, hidden}});
-    tensors.push_back({prefix + "self_attn.v_proj.weight", {kvDim, hidden}});
-    tensors.push_back({prefix + "self_attn.o_proj.weight", {hidden, qDim}});
+    linear(prefix + "self_attn.q_proj.weight", qDim, hidden);
+    linear(prefix + "self_attn.k_proj.weight", kvDim, hidden);
+    linear(prefix + "self_attn.v_proj.weight", kvDim, hidden);
+    linear(prefix + "self_attn.o_proj.weight", hidden, qDim);
     tensors.push_back({prefix + "post_attention_layernorm.weight", {hidden}});
-    tensors.push_back({prefix + "mlp.gate_proj.weight", {inter, hidden}});
-    tensors.push_back({prefix + "mlp.up_proj.weight", {inter, hidden}});
-    tensors.push_back({prefix + "mlp.down_proj.weight", {hidden, inter}});
+    linear(prefix + "mlp.gate_proj.weight", inter, hidden);
+    linear(prefix + "mlp.up_proj.weight", inter, hidden);
+    linear(prefix + "mlp.down_proj.weight", hidden, inter);
   }
   tensors.push_back({"model.norm.weight", {hidden}});
   if (!config.tieWordEmbeddings)
-    tensors.push_back({"lm_head.weight", {config.vocabSize, hidden}});
+    linear("lm_head.weight", config.vocabSize, hidden);
   return tensors;
 }
 

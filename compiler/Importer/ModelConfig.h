@@ -50,6 +50,9 @@ struct ModelConfig {
 struct FrozenTensor {
   std::string name;
   std::vector<int64_t> shape;
+  /// The weight of a linear layer (a projection or lm_head): the tensors
+  /// bitsandbytes may store in 4 bits.
+  bool linear = false;
 };
 
 /// Every frozen tensor the architecture needs, in checkpoint order: the
