@@ -1,0 +1,237 @@
+//===- Nf4QuantizerKernels.cpp - Block kernels of the NF4 quantizer -------===//
+//
+// Compiled with -ffp-contract=off, like Nf4.cpp: the scaling is one fp32
+// multiply (or divide) per element, never fused.
+//
+// The bucketize is a branch-free binary search over the 15 sorted midpoints
+// (8, 4, 2, 1): it counts the midpoints strictly below the value, exactly
+// what Nf4.cpp's lower_bound counts. The AVX2 kernel keeps j = index / 2
+// during the search, so every level's midpoints fit one 8-lane permute.
+//
+//===----------------------------------------------------------------------===//
+#include "runtime/format/Nf4QuantizerKernels.h"
+#include "runtime/backends/cpu/Float16.h"
+#include "runtime/format/Nf4.h"
+
+#include <algorithm>
+#include <bit>
+#include <cstring>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#define QLORA_NF4_X86 1
+#include <immintrin.h>
+#endif
+
+namespace qlora::format::detail {
+
+const std::array<float, 15> &nf4Midpoints() {
+  static const std::array<float, 15> midpoints = [] {
+    std::array<float, 15> m{};
+    for (size_t i = 0; i < m.size(); ++i)
+      m[i] = (kNf4Code[i] + kNf4Code[i + 1]) / 2.0f;
+    return m;
+  }();
+  return midpoints;
+}
+
+namespace {
+
+/// Number of midpoints strictly below `s` (torch.bucketize, right=False).
+inline uint8_t bucketizeScalar(float s, const std::array<float, 15> &mid) {
+  unsigned idx = mid[7] < s ? 8u : 0u;
+  idx += mid[idx + 3] < s ? 4u : 0u;
+  idx += mid[idx + 1] < s ? 2u : 0u;
+  idx += mid[idx] < s ? 1u : 0u;
+  return static_cast<uint8_t>(idx);
+}
+
+/// The largest block (Nf4QuantizeOptions::blocksize <= 4096).
+constexpr int64_t kMaxBlock = 4096;
+
+int64_t portableBlocks(const void *data, DType dtype, int64_t blocksize,
+                       int64_t firstBlock, int64_t endBlock, uint8_t *packed,
+                       float *absmax) {
+  for (int64_t b = firstBlock; b < endBlock; ++b)
+    if (!quantizeNf4BlockPortable(data, dtype, b * blocksize, blocksize,
+                                  /*partial=*/false, packed, absmax[b]))
+      return b;
+  return endBlock;
+}
+
+#ifdef QLORA_NF4_X86
+
+#define QLORA_AVX2 __attribute__((target("avx2,f16c")))
+#define QLORA_AVX2_INLINE                                                      \
+  __attribute__((target("avx2,f16c"), always_inline)) inline
+
+/// Eight elements from element `i` on, widened to fp32 exactly.
+template <DType D> QLORA_AVX2_INLINE __m256 load8(const void *data, int64_t i) {
+  if constexpr (D == DType::F32) {
+    return _mm256_loadu_ps(static_cast<const float *>(data) + i);
+  } else {
+    __m128i half = _mm_loadu_si128(reinterpret_cast<const __m128i *>(
+        static_cast<const uint16_t *>(data) + i));
+    if constexpr (D == DType::BF16)
+      return _mm256_castsi256_ps(
+          _mm256_slli_epi32(_mm256_cvtepu16_epi32(half), 16));
+    else
+      return _mm256_cvtph_ps(half);
+  }
+}
+
+/// The midpoints each level of the search compares with, indexed by j.
+struct SearchTables {
+  __m256 level1, level2, level3, level4;
+};
+
+/// All ones in the lanes where mid < v.
+QLORA_AVX2_INLINE __m256i below(__m256 mid, __m256 v) {
+  return _mm256_castps_si256(_mm256_cmp_ps(mid, v, _CMP_LT_OQ));
+}
+
+/// 4-bit codes (one per 32-bit lane) of eight scaled values.
+QLORA_AVX2_INLINE __m256i bucketize8(__m256 s, const SearchTables &t) {
+  const __m256i one = _mm256_set1_epi32(1);
+  __m256i j = _mm256_and_si256(below(t.level1, s), _mm256_set1_epi32(4));
+  __m256 m = _mm256_permutevar8x32_ps(t.level2, j);
+  j = _mm256_add_epi32(j, _mm256_and_si256(below(m, s), _mm256_set1_epi32(2)));
+  m = _mm256_permutevar8x32_ps(t.level3, j);
+  j = _mm256_add_epi32(j, _mm256_and_si256(below(m, s), one));
+  m = _mm256_permutevar8x32_ps(t.level4, j);
+  // index = 2j, plus one where the last midpoint is below (mask = -1).
+  return _mm256_sub_epi32(_mm256_add_epi32(j, j), below(m, s));
+}
+
+/// Packs 32 codes (four vectors of eight, in element order) into 16 bytes,
+/// the even element in the high nibble.
+QLORA_AVX2_INLINE void pack32(__m256i c0, __m256i c1, __m256i c2, __m256i c3,
+                              uint8_t *out) {
+  __m256i bytes = _mm256_packus_epi16(_mm256_packus_epi32(c0, c1),
+                                      _mm256_packus_epi32(c2, c3));
+  // packus works per 128-bit lane: dwords come out as c0lo c1lo c2lo c3lo
+  // c0hi c1hi c2hi c3hi.
+  bytes = _mm256_permutevar8x32_epi32(
+      bytes, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+  __m256i pairs = _mm256_maddubs_epi16(bytes, _mm256_set1_epi16(0x0110));
+  __m256i packed = _mm256_packus_epi16(pairs, pairs);
+  packed = _mm256_permute4x64_epi64(packed, 0x08);
+  _mm_storeu_si128(reinterpret_cast<__m128i *>(out),
+                   _mm256_castsi256_si128(packed));
+}
+
+template <DType D>
+QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
+                              int64_t firstBlock, int64_t endBlock,
+                              uint8_t *packed, float *absmax) {
+  const std::array<float, 15> &mid = nf4Midpoints();
+  SearchTables t;
+  t.level1 = _mm256_set1_ps(mid[7]);
+  t.level2 = _mm256_setr_ps(mid[3], 0, 0, 0, mid[11], 0, 0, 0);
+  t.level3 = _mm256_setr_ps(mid[1], 0, mid[5], 0, mid[9], 0, mid[13], 0);
+  t.level4 = _mm256_setr_ps(mid[0], mid[2], mid[4], mid[6], mid[8], mid[10],
+                            mid[12], mid[14]);
+  const __m256i absMask = _mm256_set1_epi32(0x7fffffff);
+  for (int64_t b = firstBlock; b < endBlock; ++b) {
+    const int64_t first = b * blocksize;
+    const int64_t end = first + blocksize;
+    // |x| as integers orders like floats and puts Inf and NaN on top.
+    __m256i max0 = _mm256_setzero_si256(), max1 = _mm256_setzero_si256();
+    for (int64_t i = first; i < end; i += 16) {
+      max0 = _mm256_max_epu32(
+          max0,
+          _mm256_and_si256(_mm256_castps_si256(load8<D>(data, i)), absMask));
+      max1 = _mm256_max_epu32(
+          max1, _mm256_and_si256(_mm256_castps_si256(load8<D>(data, i + 8)),
+                                 absMask));
+    }
+    __m128i m4 = _mm_max_epu32(
+        _mm256_castsi256_si128(_mm256_max_epu32(max0, max1)),
+        _mm256_extracti128_si256(_mm256_max_epu32(max0, max1), 1));
+    m4 = _mm_max_epu32(m4, _mm_shuffle_epi32(m4, 0x4e));
+    m4 = _mm_max_epu32(m4, _mm_shuffle_epi32(m4, 0xb1));
+    const uint32_t maxBits = static_cast<uint32_t>(_mm_cvtsi128_si32(m4));
+    if (maxBits >= kNf4NonFiniteBits)
+      return b;
+    const float am = std::bit_cast<float>(maxBits);
+    absmax[b] = am;
+    const __m256 recip = _mm256_set1_ps(1.0f / std::max(am, kNf4TinyAbsmax));
+    uint8_t *out = packed + first / 2;
+    for (int64_t i = first; i < end; i += 32, out += 16) {
+      __m256i c0 = bucketize8(_mm256_mul_ps(load8<D>(data, i), recip), t);
+      __m256i c1 = bucketize8(_mm256_mul_ps(load8<D>(data, i + 8), recip), t);
+      __m256i c2 = bucketize8(_mm256_mul_ps(load8<D>(data, i + 16), recip), t);
+      __m256i c3 = bucketize8(_mm256_mul_ps(load8<D>(data, i + 24), recip), t);
+      pack32(c0, c1, c2, c3, out);
+    }
+  }
+  return endBlock;
+}
+
+int64_t avx2BlocksAnyDType(const void *data, DType dtype, int64_t blocksize,
+                           int64_t firstBlock, int64_t endBlock,
+                           uint8_t *packed, float *absmax) {
+  switch (dtype) {
+  case DType::BF16:
+    return avx2Blocks<DType::BF16>(data, blocksize, firstBlock, endBlock,
+                                   packed, absmax);
+  case DType::F16:
+    return avx2Blocks<DType::F16>(data, blocksize, firstBlock, endBlock, packed,
+                                  absmax);
+  default:
+    return avx2Blocks<DType::F32>(data, blocksize, firstBlock, endBlock, packed,
+                                  absmax);
+  }
+}
+
+#endif // QLORA_NF4_X86
+
+} // namespace
+
+bool quantizeNf4BlockPortable(const void *data, DType dtype, int64_t first,
+                              int64_t length, bool partial, uint8_t *packed,
+                              float &absmax) {
+  float x[kMaxBlock];
+  cpu::widenToFloat(data, dtype, static_cast<size_t>(first),
+                    static_cast<size_t>(length), x);
+  uint32_t maxBits = 0;
+  for (int64_t i = 0; i < length; ++i)
+    maxBits = std::max(maxBits, std::bit_cast<uint32_t>(x[i]) & 0x7fffffffu);
+  if (maxBits >= kNf4NonFiniteBits)
+    return false;
+  float am = std::bit_cast<float>(maxBits);
+  uint8_t codes[kMaxBlock];
+  const std::array<float, 15> &mid = nf4Midpoints();
+  if (partial) {
+    am = std::max(am, kNf4TinyAbsmax);
+    for (int64_t i = 0; i < length; ++i)
+      codes[i] = bucketizeScalar(x[i] / am, mid);
+  } else {
+    const float recip = 1.0f / std::max(am, kNf4TinyAbsmax);
+    for (int64_t i = 0; i < length; ++i)
+      codes[i] = bucketizeScalar(x[i] * recip, mid);
+  }
+  absmax = am;
+  for (int64_t i = 0; i < length; ++i) {
+    uint8_t &byte = packed[(first + i) / 2];
+    byte = (first + i) % 2 == 0
+               ? static_cast<uint8_t>((codes[i] << 4) | (byte & 0x0F))
+               : static_cast<uint8_t>((byte & 0xF0) | codes[i]);
+  }
+  return true;
+}
+
+Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, bool portable) {
+#ifdef QLORA_NF4_X86
+  static const bool hasAvx2 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
+  }();
+  if (!portable && hasAvx2 && blocksize % 32 == 0)
+    return avx2BlocksAnyDType;
+#endif
+  (void)blocksize;
+  (void)portable;
+  return portableBlocks;
+}
+
+} // namespace qlora::format::detail
