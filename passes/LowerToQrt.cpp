@@ -348,6 +348,7 @@ void populateLowerToQrtPatterns(const TypeConverter &converter,
   populateLowerStructureToQrtPatterns(converter, lowering, patterns);
   populateLowerModelOpsToQrtPatterns(converter, lowering, patterns);
   populateLowerLossAndOptimizerToQrtPatterns(converter, lowering, patterns);
+  populateLowerNf4ToQrtPatterns(converter, lowering, patterns);
 }
 
 //===----------------------------------------------------------------------===//
@@ -356,12 +357,14 @@ void populateLowerToQrtPatterns(const TypeConverter &converter,
 
 namespace {
 
-/// Tensors and the f32/i64 scalars become buffers; buffers stay.
+/// Tensors, NF4 tensors and the f32/i64 scalars become buffers; buffers
+/// stay.
 struct BufferTypeConverter : TypeConverter {
   explicit BufferTypeConverter(MLIRContext *context) {
     auto buffer = qrt::BufferType::get(context);
     addConversion([](qrt::BufferType type) { return type; });
     addConversion([buffer](RankedTensorType) -> Type { return buffer; });
+    addConversion([buffer](nf4::Nf4TensorType) -> Type { return buffer; });
     addConversion([buffer](FloatType) -> Type { return buffer; });
     addConversion([buffer](IntegerType) -> Type { return buffer; });
   }

@@ -185,6 +185,18 @@ void populateLowerLossAndOptimizerToQrtPatterns(const TypeConverter &converter,
                                                 QrtLowering &lowering,
                                                 RewritePatternSet &patterns);
 
+/// Patterns for NF4 constants and their dequantization (LowerToQrtNf4.cpp).
+void populateLowerNf4ToQrtPatterns(const TypeConverter &converter,
+                                   QrtLowering &lowering,
+                                   RewritePatternSet &patterns);
+
+/// `w_dtype` of a linear kernel whose weight operand is `weight`, lowered to
+/// `weightBuffer`: "NF4" and the [nf4] block sizes when `weight` is an
+/// nf4.dequantize (whose result is then the NF4 buffer), else the buffer's
+/// stored dtype.
+void addLinearWeightParams(KernelParams &params, Value weight,
+                           Value weightBuffer);
+
 /// Patterns for the function, its scalars, constants and token slices
 /// (LowerToQrt.cpp).
 void populateLowerStructureToQrtPatterns(const TypeConverter &converter,

@@ -256,7 +256,7 @@ struct LinearShapedLowering : QrtConversionPattern<OpTy> {
     KernelParams params =
         getLinearParams(rewriter, rows, op.getWeight().getType(), op.getLoraA(),
                         op.getScaling());
-    params.addString("w_dtype", getDTypeName(adaptor.getWeight()));
+    addLinearWeightParams(params, op.getWeight(), adaptor.getWeight());
     if (backward)
       params.addInt("accumulate", 0);
     if (op.getLoraA())

@@ -11,6 +11,12 @@ namespace mlir::qlora {
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"
 
+/// --nf4-quantize-frozen that writes its `report` to `report` instead of
+/// standard output (qloracc prints it after the memory report).
+std::unique_ptr<Pass>
+createNf4QuantizeFrozenPass(const Nf4QuantizeFrozenPassOptions &options,
+                            llvm::raw_ostream &report);
+
 } // namespace mlir::qlora
 
 #endif // QLORACC_PASSES_PASSES_H

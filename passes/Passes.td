@@ -102,6 +102,76 @@ def QloraBuildTrainingStepPass
   ];
 }
 
+def Nf4QuantizeFrozenPass : Pass<"nf4-quantize-frozen", "::mlir::ModuleOp"> {
+  let summary = "Quantize every frozen linear weight to NF4 at compile time";
+  let description = [{
+    QLoRA's storage of the base model: every frozen weight that only feeds
+    the `weight` operand of `qlora.linear` / `qlora.linear_grad_input` is
+    replaced by an `nf4.constant` holding bitsandbytes'
+    `quantize_4bit(w, blocksize=block-size, quant_type="nf4",
+    compress_statistics=double-quant)` bytes, bit for bit, and an
+    `nf4.dequantize` back to the weight's type that feeds the same uses:
+
+    ```mlir
+    %w = qlora.weight "model.layers.0.mlp.up_proj.weight"
+           source <"/m/model.safetensors", "model.layers.0.mlp.up_proj.weight">
+           : tensor<11008x4096xbf16>
+    // becomes
+    %q = nf4.constant codes(dense_resource<...> : tensor<22544384x1xui8>)
+           absmax(dense_resource<...> : tensor<704512xui8>)
+           nested_absmax(dense_resource<...> : tensor<2752xf32>)
+           offset(0.0213...) name "model.layers.0.mlp.up_proj.weight"
+           : !nf4.tensor<11008x4096, block = 64, dq = 256>
+    %w = nf4.dequantize %q : !nf4.tensor<11008x4096, block = 64, dq = 256>
+           -> tensor<11008x4096xbf16>
+    ```
+
+    The bytes are read from the mapped safetensors file (or the inline
+    value) and quantized on all cores; the constants keep them in memory
+    until `train.bin` stores them as sections. Embeddings, norms and the LM
+    head (the linear whose result is the loss's logits) keep their dtype
+    unless `quantize-lm-head` is set.
+
+    A weight that is already NF4 (`qlora.weight : !nf4.tensor`, imported
+    from a bitsandbytes 4-bit checkpoint) becomes an `nf4.constant` whose
+    bytes are the checkpoint's, unchanged, whatever the options say; a
+    shape-only weight (`--no-weights`) becomes a shape-only
+    `qlora.weight : !nf4.tensor` so that memory planning sees NF4 sizes.
+
+    With `report`, prints per tensor the RMSE and largest absolute error of
+    the dequantized weight, the bytes before and after and the bits per
+    parameter (bitsandbytes' layout: about 4.127 with double quantization),
+    then the totals.
+
+    Errors: a block size bitsandbytes does not accept, a nested block size
+    other than 256, a NaN or infinity in a weight (naming the tensor and
+    the element), a checkpoint tensor whose dtype or shape is not the
+    weight's, and a broken bitsandbytes tensor.
+
+    ```
+    $ qlora-opt model.mlir --nf4-quantize-frozen="block-size=64 double-quant=true"
+    ```
+  }];
+  let options = [
+    Option<"blockSize", "block-size", "int64_t", /*default=*/"64",
+           "Elements per absmax (a power of two in [32, 4096])">,
+    Option<"doubleQuant", "double-quant", "bool", /*default=*/"true",
+           "Quantize the absmax to 8 bits in nested blocks "
+           "(compress_statistics)">,
+    Option<"dqBlockSize", "dq-block-size", "int64_t", /*default=*/"256",
+           "Absmax values per nested block (bitsandbytes: 256)">,
+    Option<"quantizeLmHead", "quantize-lm-head", "bool", /*default=*/"false",
+           "Quantize the LM head too">,
+    Option<"report", "report", "bool", /*default=*/"false",
+           "Print the quantization error and sizes of every tensor">,
+    Option<"threads", "threads", "unsigned", /*default=*/"0",
+           "Threads that quantize (0: all cores)">,
+  ];
+  let dependentDialects = [
+    "::mlir::qlora::QloraDialect", "::mlir::nf4::Nf4Dialect"
+  ];
+}
+
 def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
   let summary = "Bufferize @train_step and select a kernel for every op";
   let description = [{

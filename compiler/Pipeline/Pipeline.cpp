@@ -30,6 +30,16 @@ void qloracc::buildTrainingStepPipeline(OpPassManager &pm,
   pm.addPass(createVerifyTrainingStepPass());
 }
 
+void qloracc::buildQuantizePipeline(OpPassManager &pm,
+                                    const PipelineOptions &options) {
+  if (!options.quantize)
+    return;
+  pm.addPass(options.quantizeReport
+                 ? qlora::createNf4QuantizeFrozenPass(*options.quantize,
+                                                      *options.quantizeReport)
+                 : qlora::createNf4QuantizeFrozenPass(*options.quantize));
+}
+
 void qloracc::buildLowerToQrtPipeline(OpPassManager &pm,
                                       const PipelineOptions &options) {
   pm.addPass(qlora::createQloraLowerToQrtPass(options.lowering));
@@ -49,6 +59,7 @@ void qloracc::buildQloraccPipeline(OpPassManager &pm,
   else
     buildGraphCleanupPipeline(pm);
   buildTrainingStepPipeline(pm, options);
+  buildQuantizePipeline(pm, options);
   buildLowerToQrtPipeline(pm, options);
   buildMemoryPlanPipeline(pm, options);
 }

@@ -12,6 +12,7 @@
 #include "passes/Passes.h"
 
 #include <memory>
+#include <optional>
 
 namespace mlir {
 class OpPassManager;
@@ -31,6 +32,13 @@ struct PipelineOptions {
   /// --qlora-build-training-step: gradient accumulation and AdamW (the
   /// defaults are the pass's).
   mlir::qlora::QloraBuildTrainingStepPassOptions trainingStep;
+  /// --nf4-quantize-frozen, or no quantization (frozen weights keep their
+  /// dtype) when empty.
+  std::optional<mlir::qlora::Nf4QuantizeFrozenPassOptions> quantize =
+      mlir::qlora::Nf4QuantizeFrozenPassOptions();
+  /// Where the quantization report goes when quantize->report is set
+  /// (standard output when null).
+  llvm::raw_ostream *quantizeReport = nullptr;
   /// --qlora-lower-to-qrt.
   mlir::qlora::QloraLowerToQrtPassOptions lowering;
   /// --qrt-plan-memory.
@@ -38,7 +46,8 @@ struct PipelineOptions {
 };
 
 /// Appends every stage of the compiler, in order, to `pm`: graph cleanup
-/// (and the summary), the training step, lowering to qrt, memory planning.
+/// (and the summary), the training step, NF4 quantization, lowering to qrt,
+/// memory planning.
 /// The module that comes out is what translateToTrainBin takes.
 void buildQloraccPipeline(mlir::OpPassManager &pm,
                           const PipelineOptions &options);
@@ -56,12 +65,16 @@ void buildGraphSummaryPipeline(mlir::OpPassManager &pm);
 void buildTrainingStepPipeline(mlir::OpPassManager &pm,
                                const PipelineOptions &options);
 
-/// Stage 2: --qlora-lower-to-qrt and a check that everything in
+/// Stage 2: --nf4-quantize-frozen (when options.quantize is set).
+void buildQuantizePipeline(mlir::OpPassManager &pm,
+                           const PipelineOptions &options);
+
+/// Stage 3: --qlora-lower-to-qrt and a check that everything in
 /// @train_step is qrt now.
 void buildLowerToQrtPipeline(mlir::OpPassManager &pm,
                              const PipelineOptions &options);
 
-/// Stage 3: --qrt-plan-memory and a check that every device buffer has an
+/// Stage 4: --qrt-plan-memory and a check that every device buffer has an
 /// offset and the module its qrt.memory_plan.
 void buildMemoryPlanPipeline(mlir::OpPassManager &pm,
                              const PipelineOptions &options);

@@ -3,6 +3,7 @@
 
 #include "dialects/qlora/QloraDialect.h"
 #include "runtime/format/CounterRng.h"
+#include "runtime/format/Nf4Layout.h"
 #include "runtime/format/TrainBin.h"
 
 #include "mlir/IR/BuiltinAttributes.h"
@@ -66,6 +67,13 @@ static std::string describe(format::DType dtype, ArrayRef<int64_t> shape) {
 FailureOr<StoredLayout> getStoredLayout(qrt::BufferOp buffer) {
   StoredLayout layout;
   Type stored = buffer.getStoredType();
+  if (auto nf4 = dyn_cast_or_null<nf4::Nf4TensorType>(stored)) {
+    // Raw bytes in the runtime's one-buffer NF4 layout.
+    layout.shape.push_back(nf4.getStorageBytes());
+    layout.valueBytes = nf4.getStorageBytes();
+    layout.elementType = nf4;
+    return layout;
+  }
   if (!stored) {
     layout.shape.push_back(buffer.getSize());
     layout.valueBytes = buffer.getSize();
@@ -162,6 +170,41 @@ InitSectionBuilder::addCheckpointTensor(qrt::BufferOp buffer, StringRef name,
   return addSection(buffer, name, std::as_bytes(tensor->bytes));
 }
 
+/// The little-endian bytes of `elements`, which must be `expectedBytes`
+/// long: a dense_resource's blob or dense elements' raw data, a splat
+/// expanded into `expanded`.
+static FailureOr<std::span<const std::byte>>
+getElementBytes(qrt::BufferOp buffer, StringRef name, ElementsAttr elements,
+                uint64_t expectedBytes, std::vector<std::byte> &expanded) {
+  if (auto resource = dyn_cast<DenseResourceElementsAttr>(elements)) {
+    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
+    if (!blob)
+      return buffer.emitOpError("the inline value of '")
+             << name << "' names resource '" << resource.getRawHandle().getKey()
+             << "', which the file does not hold (elided?)";
+    ArrayRef<char> data = blob->getData();
+    if (data.size() != expectedBytes)
+      return buffer.emitOpError("the inline value of '")
+             << name << "' holds " << data.size() << " bytes, expected "
+             << expectedBytes;
+    return std::as_bytes(std::span(data.data(), data.size()));
+  }
+  auto dense = dyn_cast<DenseIntOrFPElementsAttr>(elements);
+  if (!dense || dense.getElementType().isInteger(1))
+    return buffer.emitOpError("the inline value of '")
+           << name << "' is neither dense nor a dense_resource: " << elements;
+  ArrayRef<char> raw = dense.getRawData();
+  std::span<const std::byte> bytes =
+      std::as_bytes(std::span(raw.data(), raw.size()));
+  if (!dense.isSplat())
+    return bytes;
+  // A splat stores one element; the buffer needs every one.
+  expanded.assign(expectedBytes, std::byte(0));
+  for (uint64_t at = 0; at + bytes.size() <= expectedBytes; at += bytes.size())
+    std::memcpy(expanded.data() + at, bytes.data(), bytes.size());
+  return std::span<const std::byte>(expanded);
+}
+
 FailureOr<int32_t> InitSectionBuilder::addElements(qrt::BufferOp buffer,
                                                    StringRef name,
                                                    const StoredLayout &layout,
@@ -172,35 +215,51 @@ FailureOr<int32_t> InitSectionBuilder::addElements(qrt::BufferOp buffer,
     return buffer.emitOpError("the inline value of '")
            << name << "' is " << type << ", expected "
            << buffer.getStoredType();
-  if (auto resource = dyn_cast<DenseResourceElementsAttr>(elements)) {
-    AsmResourceBlob *blob = resource.getRawHandle().getBlob();
-    if (!blob)
-      return buffer.emitOpError("the inline value of '")
-             << name << "' names resource '" << resource.getRawHandle().getKey()
-             << "', which the file does not hold (elided?)";
-    ArrayRef<char> data = blob->getData();
-    if (data.size() != layout.valueBytes)
-      return buffer.emitOpError("the inline value of '")
-             << name << "' holds " << data.size() << " bytes, expected "
-             << layout.valueBytes;
-    return addSection(buffer, name,
-                      std::as_bytes(std::span(data.data(), data.size())));
+  std::vector<std::byte> expanded;
+  FailureOr<std::span<const std::byte>> bytes =
+      getElementBytes(buffer, name, elements, layout.valueBytes, expanded);
+  if (failed(bytes))
+    return failure();
+  if (!expanded.empty())
+    return addOwnedSection(name, std::move(expanded));
+  return addSection(buffer, name, *bytes);
+}
+
+FailureOr<int32_t> InitSectionBuilder::addNf4Pieces(qrt::BufferOp buffer,
+                                                    StringRef name,
+                                                    nf4::Nf4TensorType type,
+                                                    DictionaryAttr pieces) {
+  if (!nf4::ConstantOp::isValueDictionary(pieces))
+    return buffer.emitOpError("NF4 weight '")
+           << name << "' has an 'init' that is not an nf4.constant's pieces: "
+           << pieces;
+  format::Nf4Layout layout = *format::Nf4Layout::compute(
+      type.getNumElements(), type.getBlockSize(), type.getDqBlockSize());
+  std::vector<std::byte> data(buffer.getSize());
+  auto copyPiece = [&](StringRef piece, int64_t offset,
+                       int64_t bytes) -> LogicalResult {
+    std::vector<std::byte> expanded;
+    FailureOr<std::span<const std::byte>> source = getElementBytes(
+        buffer, (name + "." + piece).str(), cast<ElementsAttr>(pieces.get(piece)),
+        bytes, expanded);
+    if (failed(source))
+      return failure();
+    std::memcpy(data.data() + offset, source->data(), source->size());
+    return success();
+  };
+  if (failed(copyPiece("codes", layout.codesOffset, layout.codesBytes)) ||
+      failed(copyPiece("absmax", layout.absmaxOffset, layout.absmaxBytes)))
+    return failure();
+  if (layout.isDoubleQuantized()) {
+    if (failed(copyPiece("nested_absmax", layout.nestedAbsmaxOffset,
+                         layout.nestedAbsmaxBytes)))
+      return failure();
+    float offset = float(
+        cast<FloatAttr>(pieces.get("offset")).getValue().convertToFloat());
+    std::memcpy(data.data() + layout.offsetOffset, &offset, sizeof(float));
   }
-  auto dense = dyn_cast<DenseIntOrFPElementsAttr>(elements);
-  if (!dense || layout.dtype == format::DType::Bool)
-    return buffer.emitOpError("the inline value of '")
-           << name << "' is neither dense nor a dense_resource: " << elements;
-  ArrayRef<char> raw = dense.getRawData();
-  std::span<const std::byte> bytes =
-      std::as_bytes(std::span(raw.data(), raw.size()));
-  if (!dense.isSplat())
-    return addSection(buffer, name, bytes);
-  // A splat stores one element; the buffer needs every one.
-  std::vector<std::byte> expanded(buffer.getSize());
-  for (uint64_t at = 0; at + bytes.size() <= layout.valueBytes;
-       at += bytes.size())
-    std::memcpy(expanded.data() + at, bytes.data(), bytes.size());
-  return addOwnedSection(name, std::move(expanded));
+  contents.nf4Bytes += layout.totalBytes;
+  return addOwnedSection(name, std::move(data));
 }
 
 FailureOr<int32_t>
@@ -264,6 +323,14 @@ InitSectionBuilder::addInitSection(qrt::BufferOp buffer, StringRef name,
     return buffer.emitOpError("'")
            << name << "' has an 'init' but no 'type' to check it against";
 
+  if (auto nf4 = dyn_cast<nf4::Nf4TensorType>(layout.elementType)) {
+    auto pieces = dyn_cast<DictionaryAttr>(*init);
+    if (!pieces)
+      return buffer.emitOpError("NF4 weight '")
+             << name << "' needs its nf4.constant pieces as 'init', got "
+             << *init;
+    return addNf4Pieces(buffer, name, nf4, pieces);
+  }
   if (auto source = dyn_cast<mlir::qlora::SourceAttr>(*init))
     return addCheckpointTensor(buffer, name, layout, source.getFile(),
                                source.getKey());

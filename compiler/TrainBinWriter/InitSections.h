@@ -20,6 +20,7 @@
 
 #include "compiler/TrainBinWriter/TrainBinWriter.h"
 
+#include "dialects/nf4/Nf4Dialect.h"
 #include "dialects/qrt/QrtDialect.h"
 
 #include "llvm/ADT/DenseMap.h"
@@ -70,6 +71,10 @@ private:
                                        llvm::StringRef name,
                                        const StoredLayout &layout,
                                        mlir::ElementsAttr elements);
+  mlir::FailureOr<int32_t> addNf4Pieces(mlir::qrt::BufferOp buffer,
+                                        llvm::StringRef name,
+                                        mlir::nf4::Nf4TensorType type,
+                                        mlir::DictionaryAttr pieces);
   mlir::FailureOr<int32_t> addKaimingUniform(mlir::qrt::BufferOp buffer,
                                              llvm::StringRef name,
                                              const StoredLayout &layout);

@@ -41,6 +41,8 @@ struct TrainBinContents {
   std::vector<std::unique_ptr<::qlora::format::SafetensorsFile>> checkpoints;
   /// Bytes borrowed from `checkpoints`, read when the file is written.
   uint64_t checkpointBytes = 0;
+  /// Bytes of NF4 weights (one-buffer layout) written as sections.
+  uint64_t nf4Bytes = 0;
 };
 
 /// Translates a module planned by `--qrt-plan-memory` into a train.bin

@@ -3,9 +3,12 @@
 //   qloracc model.mlir [-o train.bin] [--memory-report] [--emit-mlir FILE]
 //           [--grad-accum N] [--beta1 B] [--beta2 B] [--epsilon E]
 //           [--weight-decay W] [--max-grad-norm G] [--no-summary]
+//           [--quantize nf4|none] [--block-size N] [--no-double-quant]
+//           [--quantize-lm-head] [--quant-report]
 //
 // Parses and verifies a qlora graph, prints its summary, runs the pipeline
-// (training step, lowering to qrt, memory planning), prints the memory plan
+// (training step, NF4 quantization of the frozen linear weights, lowering to
+// qrt, memory planning), prints the memory plan and the quantization report
 // when asked and writes train.bin with -o. On any error: a message, exit
 // status 1 and no output file.
 //
@@ -74,6 +77,34 @@ static cl::opt<double> maxGradNorm(
     cl::desc("Gradient clipping threshold, 0 = off (qlora-run's default)"),
     cl::init(kStepDefaults.maxGradNorm), cl::cat(category));
 
+// NF4 quantization (--nf4-quantize-frozen); QLoRA's defaults.
+static const mlir::qlora::Nf4QuantizeFrozenPassOptions kQuantizeDefaults;
+enum class Quantization { nf4, none };
+static cl::opt<Quantization> quantize(
+    "quantize", cl::desc("How frozen linear weights are stored"),
+    cl::values(clEnumValN(Quantization::nf4, "nf4",
+                          "NF4 with bitsandbytes' layout (QLoRA, default)"),
+               clEnumValN(Quantization::none, "none",
+                          "in the checkpoint's dtype (plain LoRA)")),
+    cl::init(Quantization::nf4), cl::cat(category));
+static cl::opt<int64_t> blockSize("block-size",
+                                  cl::desc("NF4 elements per absmax"),
+                                  cl::init(kQuantizeDefaults.blockSize),
+                                  cl::cat(category));
+static cl::opt<bool>
+    noDoubleQuant("no-double-quant",
+                  cl::desc("Keep the NF4 absmax in fp32 (no nested 8-bit "
+                           "quantization)"),
+                  cl::cat(category));
+static cl::opt<bool> quantizeLmHead("quantize-lm-head",
+                                    cl::desc("Quantize the LM head to NF4 too"),
+                                    cl::cat(category));
+static cl::opt<bool> quantReport(
+    "quant-report",
+    cl::desc("Print per tensor the NF4 quantization error (RMSE, max abs), "
+             "the bytes before and after and the bits per parameter"),
+    cl::cat(category));
+
 /// Checkpoint reads below this size are quick enough to go unannounced.
 static constexpr uint64_t kAnnouncedWeightBytes = uint64_t(1) << 30;
 /// Passes that take longer than this many seconds are reported on stderr.
@@ -115,6 +146,20 @@ int main(int argc, char **argv) {
   options.trainingStep.epsilon = epsilon;
   options.trainingStep.weightDecay = weightDecay;
   options.trainingStep.maxGradNorm = maxGradNorm;
+  if (quantize == Quantization::none) {
+    if (quantReport)
+      return fail("--quant-report needs --quantize nf4");
+    options.quantize.reset();
+  } else {
+    options.quantize->blockSize = blockSize;
+    options.quantize->doubleQuant = !noDoubleQuant;
+    options.quantize->quantizeLmHead = quantizeLmHead;
+    options.quantize->report = quantReport;
+  }
+  // Printed after the memory report, whose first line is the peak.
+  std::string quantReportText;
+  raw_string_ostream quantReportStream(quantReportText);
+  options.quantizeReport = &quantReportStream;
   // The report's first line is the peak, so with --memory-report the
   // summary of the imported graph (a copy of it) comes after the report.
   bool printSummary = !noSummary;
@@ -146,6 +191,8 @@ int main(int argc, char **argv) {
     outs() << qlora::exec::renderMemoryReport(*plan);
     outs().flush();
   }
+  outs() << quantReportText;
+  outs().flush();
   if (summaryModule) {
     mlir::PassManager summaryPm(&context);
     qloracc::buildGraphSummaryPipeline(summaryPm);
