@@ -196,7 +196,7 @@ std::optional<Nf4Pieces> quantizeNf4Tensor(const void *data, DType dtype,
   const int64_t unit = blocksize % 2 == 0 ? 1 : 2;
   const int64_t units = (fullBlocks + unit - 1) / unit;
   const detail::Nf4BlocksKernel kernel =
-      detail::selectNf4BlocksKernel(blocksize, options.portableKernel);
+      detail::selectNf4BlocksKernel(blocksize, options.isa);
   std::atomic<int64_t> firstBad{std::numeric_limits<int64_t>::max()};
   parallelRanges(
       units, workerCount(options.threads, count, units),

@@ -1,8 +1,8 @@
 //===- Nf4Quantizer.h - Fast NF4 + double-quantization codec ----*- C++ -*-===//
 //
 // The production codec for whole tensors: multi-threaded over blocks and,
-// where the CPU has AVX2, vectorized, yet bit-identical with the scalar
-// reference of Nf4.h (quantizeNf4 + doubleQuantize + recoverAbsmax +
+// where the CPU has AVX-512 or AVX2, vectorized, yet bit-identical with the
+// scalar reference of Nf4.h (quantizeNf4 + doubleQuantize + recoverAbsmax +
 // dequantizeNf4) for every input and every thread count. Each block is
 // independent, so threads own disjoint ranges of blocks and write disjoint
 // bytes; nothing depends on how the work was split.
@@ -26,6 +26,14 @@
 
 namespace qlora::format {
 
+/// The widest instruction set the quantizer's kernel may use. Every kernel
+/// gives the same bits; tests and benchmarks pick one to compare them.
+enum class Nf4Isa : uint8_t {
+  Best,     ///< the widest the CPU has (AVX-512, AVX2, else portable)
+  Avx2,     ///< at most AVX2
+  Portable, ///< plain C++, any target
+};
+
 struct Nf4QuantizeOptions {
   /// Elements per first-level absmax, 32..4096.
   int64_t blocksize = 64;
@@ -34,9 +42,8 @@ struct Nf4QuantizeOptions {
   int64_t nestedBlocksize = 256;
   /// Worker threads; 0 = std::thread::hardware_concurrency().
   unsigned threads = 0;
-  /// Use the portable kernel even where the CPU has AVX2 (for tests: both
-  /// kernels give the same bits).
-  bool portableKernel = false;
+  /// The widest instruction set the kernel may use.
+  Nf4Isa isa = Nf4Isa::Best;
 };
 
 /// bitsandbytes' pieces of one quantized tensor.

@@ -16,6 +16,7 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
+#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define QLORA_NF4_X86 1
@@ -120,9 +121,9 @@ QLORA_AVX2_INLINE void pack32(__m256i c0, __m256i c1, __m256i c2, __m256i c3,
 }
 
 template <DType D>
-QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
-                              int64_t firstBlock, int64_t endBlock,
-                              uint8_t *packed, float *absmax) {
+QLORA_AVX2 int64_t avx2BlocksOf(const void *data, int64_t blocksize,
+                                int64_t firstBlock, int64_t endBlock,
+                                uint8_t *packed, float *absmax) {
   const std::array<float, 15> &mid = nf4Midpoints();
   SearchTables t;
   t.level1 = _mm256_set1_ps(mid[7]);
@@ -167,21 +168,139 @@ QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
   return endBlock;
 }
 
-int64_t avx2BlocksAnyDType(const void *data, DType dtype, int64_t blocksize,
-                           int64_t firstBlock, int64_t endBlock,
-                           uint8_t *packed, float *absmax) {
+/// body(std::integral_constant<DType, D>{}) for the D of `dtype`.
+template <typename Body> int64_t withDType(DType dtype, const Body &body) {
   switch (dtype) {
   case DType::BF16:
-    return avx2Blocks<DType::BF16>(data, blocksize, firstBlock, endBlock,
-                                   packed, absmax);
+    return body(std::integral_constant<DType, DType::BF16>{});
   case DType::F16:
-    return avx2Blocks<DType::F16>(data, blocksize, firstBlock, endBlock, packed,
-                                  absmax);
+    return body(std::integral_constant<DType, DType::F16>{});
   default:
-    return avx2Blocks<DType::F32>(data, blocksize, firstBlock, endBlock, packed,
-                                  absmax);
+    return body(std::integral_constant<DType, DType::F32>{});
   }
 }
+
+int64_t avx2Blocks(const void *data, DType dtype, int64_t blocksize,
+                   int64_t firstBlock, int64_t endBlock, uint8_t *packed,
+                   float *absmax) {
+  return withDType(dtype, [&](auto d) {
+    return avx2BlocksOf<decltype(d)::value>(data, blocksize, firstBlock,
+                                            endBlock, packed, absmax);
+  });
+}
+
+// GCC 12's AVX-512 intrinsics pass an "undefined" vector as the unused
+// merge source, which -Wmaybe-uninitialized mistakes for a real read.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+#define QLORA_AVX512 __attribute__((target("avx512f")))
+#define QLORA_AVX512_INLINE                                                    \
+  __attribute__((target("avx512f"), always_inline)) inline
+
+/// Sixteen elements from element `i` on, widened to fp32 exactly.
+template <DType D>
+QLORA_AVX512_INLINE __m512 load16(const void *data, int64_t i) {
+  if constexpr (D == DType::F32) {
+    return _mm512_loadu_ps(static_cast<const float *>(data) + i);
+  } else {
+    __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(
+        static_cast<const uint16_t *>(data) + i));
+    if constexpr (D == DType::BF16)
+      return _mm512_castsi512_ps(
+          _mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
+    else
+      return _mm512_cvtph_ps(half);
+  }
+}
+
+/// With 16 lanes one permute holds every midpoint: the search keeps the
+/// code index itself, and the level of step k compares with
+/// mid[index + k - 1].
+struct SearchTables16 {
+  __m512 level1, level2, level3, level4;
+};
+
+/// Codes of sixteen scaled values, the even element in the high nibble,
+/// stored as 8 bytes.
+QLORA_AVX512_INLINE void bucketizePack16(__m512 s, const SearchTables16 &t,
+                                         uint8_t *out) {
+  __mmask16 k = _mm512_cmp_ps_mask(t.level1, s, _CMP_LT_OQ);
+  __m512i idx = _mm512_maskz_mov_epi32(k, _mm512_set1_epi32(8));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level2), s, _CMP_LT_OQ);
+  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(4));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level3), s, _CMP_LT_OQ);
+  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(2));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level4), s, _CMP_LT_OQ);
+  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(1));
+  // Per 64-bit lane: (even << 4) | odd in the low byte, then one byte each.
+  __m512i pairs =
+      _mm512_or_si512(_mm512_slli_epi64(idx, 4), _mm512_srli_epi64(idx, 32));
+  _mm_storel_epi64(reinterpret_cast<__m128i *>(out),
+                   _mm512_cvtepi64_epi8(pairs));
+}
+
+template <DType D>
+QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
+                                    int64_t firstBlock, int64_t endBlock,
+                                    uint8_t *packed, float *absmax) {
+  const std::array<float, 15> &mid = nf4Midpoints();
+  float level2[16], level3[16], level4[16];
+  for (int i = 0; i < 16; ++i) {
+    level2[i] = mid[std::min(i + 3, 14)];
+    level3[i] = mid[std::min(i + 1, 14)];
+    level4[i] = mid[std::min(i, 14)];
+  }
+  SearchTables16 t;
+  t.level1 = _mm512_set1_ps(mid[7]);
+  t.level2 = _mm512_loadu_ps(level2);
+  t.level3 = _mm512_loadu_ps(level3);
+  t.level4 = _mm512_loadu_ps(level4);
+  const __m512i absMask = _mm512_set1_epi32(0x7fffffff);
+  for (int64_t b = firstBlock; b < endBlock; ++b) {
+    const int64_t first = b * blocksize;
+    const int64_t end = first + blocksize;
+    __m512i max0 = _mm512_setzero_si512(), max1 = _mm512_setzero_si512();
+    for (int64_t i = first; i < end; i += 32) {
+      max0 = _mm512_max_epu32(
+          max0,
+          _mm512_and_si512(_mm512_castps_si512(load16<D>(data, i)), absMask));
+      max1 = _mm512_max_epu32(
+          max1, _mm512_and_si512(_mm512_castps_si512(load16<D>(data, i + 16)),
+                                 absMask));
+    }
+    __m512i m = _mm512_max_epu32(max0, max1);
+    m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0x4e));
+    m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0xb1));
+    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
+    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
+    const uint32_t maxBits =
+        static_cast<uint32_t>(_mm_cvtsi128_si32(_mm512_castsi512_si128(m)));
+    if (maxBits >= kNf4NonFiniteBits)
+      return b;
+    const float am = std::bit_cast<float>(maxBits);
+    absmax[b] = am;
+    const __m512 recip = _mm512_set1_ps(1.0f / std::max(am, kNf4TinyAbsmax));
+    uint8_t *out = packed + first / 2;
+    for (int64_t i = first; i < end; i += 32, out += 16) {
+      bucketizePack16(_mm512_mul_ps(load16<D>(data, i), recip), t, out);
+      bucketizePack16(_mm512_mul_ps(load16<D>(data, i + 16), recip), t,
+                      out + 8);
+    }
+  }
+  return endBlock;
+}
+
+int64_t avx512Blocks(const void *data, DType dtype, int64_t blocksize,
+                     int64_t firstBlock, int64_t endBlock, uint8_t *packed,
+                     float *absmax) {
+  return withDType(dtype, [&](auto d) {
+    return avx512BlocksOf<decltype(d)::value>(data, blocksize, firstBlock,
+                                              endBlock, packed, absmax);
+  });
+}
+
+#pragma GCC diagnostic pop
 
 #endif // QLORA_NF4_X86
 
@@ -220,17 +339,25 @@ bool quantizeNf4BlockPortable(const void *data, DType dtype, int64_t first,
   return true;
 }
 
-Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, bool portable) {
+Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa) {
 #ifdef QLORA_NF4_X86
   static const bool hasAvx2 = [] {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("f16c");
   }();
-  if (!portable && hasAvx2 && blocksize % 32 == 0)
-    return avx2BlocksAnyDType;
+  static const bool hasAvx512 = [] {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f");
+  }();
+  if (blocksize % 32 == 0) {
+    if (maxIsa == Nf4Isa::Best && hasAvx512)
+      return avx512Blocks;
+    if (maxIsa != Nf4Isa::Portable && hasAvx2)
+      return avx2Blocks;
+  }
 #endif
   (void)blocksize;
-  (void)portable;
+  (void)maxIsa;
   return portableBlocks;
 }
 

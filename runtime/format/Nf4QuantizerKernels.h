@@ -3,8 +3,8 @@
 //
 // The inner loops of quantizeNf4Tensor: absmax, scale, bucketize and pack of
 // whole blocks, read straight from the stored dtype. A portable kernel that
-// any target compiles, and an AVX2 one chosen at run time where the CPU has
-// it; both give the bits of Nf4.h's quantizeNf4.
+// any target compiles, and AVX2 and AVX-512 ones chosen at run time where the
+// CPU has them; all give the bits of Nf4.h's quantizeNf4.
 //
 // Why no clamp: the 15 midpoints lie strictly inside (-1, 1) and the scaled
 // value of a finite block is finite, so clamping to [-1, 1] never changes
@@ -15,6 +15,7 @@
 #define QLORACC_RUNTIME_FORMAT_NF4QUANTIZERKERNELS_H
 
 #include "runtime/format/DType.h"
+#include "runtime/format/Nf4Quantizer.h"
 
 #include <array>
 #include <cstdint>
@@ -49,9 +50,10 @@ using Nf4BlocksKernel = int64_t (*)(const void *data, DType dtype,
                                     int64_t endBlock, uint8_t *packed,
                                     float *absmax);
 
-/// The AVX2 kernel when the CPU has AVX2 and F16C, `blocksize` is a multiple
-/// of 32 and !portable; else the portable one.
-Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, bool portable);
+/// The widest kernel that the CPU, `maxIsa` and `blocksize` allow: AVX-512
+/// (F) or AVX2 (+F16C) for a blocksize that is a multiple of 32, else the
+/// portable one.
+Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa);
 
 } // namespace qlora::format::detail
 

@@ -26,6 +26,18 @@ namespace {
 
 const std::string kGoldenDir = std::string(QLORA_GOLDEN_DIR) + "/nf4/";
 const unsigned kThreadCounts[] = {1, 2, 3, 8};
+const Nf4Isa kIsas[] = {Nf4Isa::Best, Nf4Isa::Avx2, Nf4Isa::Portable};
+
+std::string isaName(Nf4Isa isa) {
+  switch (isa) {
+  case Nf4Isa::Best:
+    return "best kernel";
+  case Nf4Isa::Avx2:
+    return "AVX2 kernel";
+  default:
+    return "portable kernel";
+  }
+}
 
 /// A tensor in its stored dtype, and its exact fp32 widening.
 struct Input {
@@ -120,18 +132,17 @@ Reference referenceOf(const Input &in, int64_t blocksize, int64_t nested) {
 void expectMatchesReference(const Input &in, const Reference &ref,
                             int64_t blocksize, int64_t nested,
                             const std::string &what) {
-  for (bool portable : {false, true}) {
+  for (Nf4Isa isa : kIsas) {
     for (unsigned threads : kThreadCounts) {
       SCOPED_TRACE(what + ", " + std::string(dtypeName(in.dtype)) +
                    ", blocksize " + std::to_string(blocksize) + ", nested " +
                    std::to_string(nested) + ", threads " +
-                   std::to_string(threads) +
-                   (portable ? ", portable" : ", dispatched"));
+                   std::to_string(threads) + ", " + isaName(isa));
       Nf4QuantizeOptions options;
       options.blocksize = blocksize;
       options.nestedBlocksize = nested;
       options.threads = threads;
-      options.portableKernel = portable;
+      options.isa = isa;
       std::string error;
       auto pieces = quantizeNf4Tensor(in.bytes.data(), in.dtype, in.count(),
                                       options, error);
@@ -170,14 +181,13 @@ TEST_P(Nf4QuantizerGoldenTest, BitExactWithBitsandbytes) {
   ASSERT_TRUE(file);
   const TensorView &input = *file->find("input");
   const int64_t count = input.numElements();
-  for (bool portable : {false, true}) {
+  for (Nf4Isa isa : kIsas) {
     for (unsigned threads : kThreadCounts) {
       SCOPED_TRACE(std::string(GetParam()) + ", threads " +
-                   std::to_string(threads) +
-                   (portable ? ", portable" : ", dispatched"));
+                   std::to_string(threads) + ", " + isaName(isa));
       Nf4QuantizeOptions options;
       options.threads = threads;
-      options.portableKernel = portable;
+      options.isa = isa;
       std::string error;
       auto pieces = quantizeNf4Tensor(input.bytes.data(), input.dtype, count,
                                       options, error);
@@ -322,10 +332,10 @@ TEST(Nf4QuantizerTest, NonFiniteInputNamesTheElement) {
           values[at + 1000] = special;
         Input in = makeInput(values, dtype);
         for (unsigned threads : {1u, 8u}) {
-          for (bool portable : {false, true}) {
+          for (Nf4Isa isa : kIsas) {
             Nf4QuantizeOptions options;
             options.threads = threads;
-            options.portableKernel = portable;
+            options.isa = isa;
             std::string error;
             EXPECT_FALSE(quantizeNf4Tensor(in.bytes.data(), dtype, count,
                                            options, error));
