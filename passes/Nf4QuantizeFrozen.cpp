@@ -222,7 +222,7 @@ private:
   LogicalResult replaceWithCheckpointPieces(WeightOp weight,
                                             CheckpointCache &cache) {
     SourceAttr source = *weight.getSource();
-    auto file = cache.open(weight, source.getFile());
+    auto file = cache.open(weight, weight.getName(), source.getFile());
     if (failed(file))
       return failure();
     std::string error;

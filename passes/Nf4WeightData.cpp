@@ -10,7 +10,7 @@ using namespace mlir::qlora;
 namespace format = ::qlora::format;
 
 FailureOr<std::shared_ptr<const format::SafetensorsFile>>
-CheckpointCache::open(Operation *op, StringRef path) {
+CheckpointCache::open(Operation *op, StringRef weight, StringRef path) {
   auto it = files.find(path);
   if (it != files.end())
     return it->second;
@@ -18,7 +18,8 @@ CheckpointCache::open(Operation *op, StringRef path) {
   std::shared_ptr<const format::SafetensorsFile> file =
       format::SafetensorsFile::open(path.str(), error);
   if (!file)
-    return op->emitOpError() << error;
+    return op->emitOpError("cannot read the bytes of weight '")
+           << weight << "': " << error;
   files[path] = file;
   return file;
 }
@@ -88,7 +89,7 @@ FailureOr<WeightBytes> mlir::qlora::getWeightBytes(WeightOp weight,
     return getValueBytes(weight, *value, std::move(result));
 
   SourceAttr source = *weight.getSource();
-  auto file = cache.open(weight, source.getFile());
+  auto file = cache.open(weight, weight.getName(), source.getFile());
   if (failed(file))
     return failure();
   const format::TensorView *tensor = (*file)->find(source.getKey().str());

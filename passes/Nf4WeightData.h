@@ -27,10 +27,10 @@ namespace mlir::qlora {
 /// Safetensors files opened by one pass run, each mapped once.
 class CheckpointCache {
 public:
-  /// The mapped file at `path`; emits an error on `op` naming the file and
-  /// what is wrong with it on failure.
+  /// The mapped file at `path`, which holds the bytes of `weight` (its
+  /// name); emits an error on `op` naming both on failure.
   FailureOr<std::shared_ptr<const ::qlora::format::SafetensorsFile>>
-  open(Operation *op, StringRef path);
+  open(Operation *op, StringRef weight, StringRef path);
 
 private:
   llvm::StringMap<std::shared_ptr<const ::qlora::format::SafetensorsFile>>
