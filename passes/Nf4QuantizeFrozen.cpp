@@ -134,11 +134,11 @@ private:
                               "power of two in [")
              << Nf4TensorType::kMinBlockSize << ", "
              << Nf4TensorType::kMaxBlockSize
-             << "] (bitsandbytes' block sizes), got " << blockSize;
+             << "] (bitsandbytes' block sizes), got " << int64_t(blockSize);
     if (doubleQuant && dqBlockSize != Nf4TensorType::kNestedBlockSize)
       return module.emitError("nf4-quantize-frozen: dq-block-size must be ")
              << Nf4TensorType::kNestedBlockSize
-             << " (bitsandbytes' nested blocksize), got " << dqBlockSize;
+             << " (bitsandbytes' nested blocksize), got " << int64_t(dqBlockSize);
     return success();
   }
 

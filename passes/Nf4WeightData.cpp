@@ -112,9 +112,13 @@ DenseResourceElementsAttr
 mlir::qlora::borrowAsResource(ShapedType type, StringRef name,
                               std::span<const std::byte> bytes,
                               std::shared_ptr<const void> owner) {
-  // Borrowed bytes may sit at any offset of a mapped file: claim no more
-  // alignment than they have.
-  size_t alignment = reinterpret_cast<uintptr_t>(bytes.data()) % 4 ? 1 : 4;
+  // The element's natural alignment, so that equal pieces print equally
+  // wherever they live; bytes borrowed from a mapped file may sit at any
+  // offset, so claim no more alignment than they have.
+  size_t alignment =
+      std::max<size_t>(1, type.getElementTypeBitWidth() / 8);
+  if (reinterpret_cast<uintptr_t>(bytes.data()) % alignment)
+    alignment = 1;
   AsmResourceBlob blob(
       ArrayRef<char>(reinterpret_cast<const char *>(bytes.data()),
                      bytes.size()),
