@@ -194,25 +194,9 @@ int64_t avx2Blocks(const void *data, DType dtype, int64_t blocksize,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 
-#define QLORA_AVX512 __attribute__((target("avx512f")))
+#define QLORA_AVX512 __attribute__((target("avx512f,avx512bw")))
 #define QLORA_AVX512_INLINE                                                    \
-  __attribute__((target("avx512f"), always_inline)) inline
-
-/// Sixteen elements from element `i` on, widened to fp32 exactly.
-template <DType D>
-QLORA_AVX512_INLINE __m512 load16(const void *data, int64_t i) {
-  if constexpr (D == DType::F32) {
-    return _mm512_loadu_ps(static_cast<const float *>(data) + i);
-  } else {
-    __m256i half = _mm256_loadu_si256(reinterpret_cast<const __m256i *>(
-        static_cast<const uint16_t *>(data) + i));
-    if constexpr (D == DType::BF16)
-      return _mm512_castsi512_ps(
-          _mm512_slli_epi32(_mm512_cvtepu16_epi32(half), 16));
-    else
-      return _mm512_cvtph_ps(half);
-  }
-}
+  __attribute__((target("avx512f,avx512bw"), always_inline)) inline
 
 /// With 16 lanes one permute holds every midpoint: the search keeps the
 /// code index itself, and the level of step k compares with
@@ -221,29 +205,7 @@ struct SearchTables16 {
   __m512 level1, level2, level3, level4;
 };
 
-/// Codes of sixteen scaled values, the even element in the high nibble,
-/// stored as 8 bytes.
-QLORA_AVX512_INLINE void bucketizePack16(__m512 s, const SearchTables16 &t,
-                                         uint8_t *out) {
-  __mmask16 k = _mm512_cmp_ps_mask(t.level1, s, _CMP_LT_OQ);
-  __m512i idx = _mm512_maskz_mov_epi32(k, _mm512_set1_epi32(8));
-  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level2), s, _CMP_LT_OQ);
-  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(4));
-  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level3), s, _CMP_LT_OQ);
-  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(2));
-  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level4), s, _CMP_LT_OQ);
-  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(1));
-  // Per 64-bit lane: (even << 4) | odd in the low byte, then one byte each.
-  __m512i pairs =
-      _mm512_or_si512(_mm512_slli_epi64(idx, 4), _mm512_srli_epi64(idx, 32));
-  _mm_storel_epi64(reinterpret_cast<__m128i *>(out),
-                   _mm512_cvtepi64_epi8(pairs));
-}
-
-template <DType D>
-QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
-                                    int64_t firstBlock, int64_t endBlock,
-                                    uint8_t *packed, float *absmax) {
+QLORA_AVX512_INLINE SearchTables16 searchTables16() {
   const std::array<float, 15> &mid = nf4Midpoints();
   float level2[16], level3[16], level4[16];
   for (int i = 0; i < 16; ++i) {
@@ -256,36 +218,138 @@ QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
   t.level2 = _mm512_loadu_ps(level2);
   t.level3 = _mm512_loadu_ps(level3);
   t.level4 = _mm512_loadu_ps(level4);
-  const __m512i absMask = _mm512_set1_epi32(0x7fffffff);
+  return t;
+}
+
+/// 4-bit codes (one per 32-bit lane) of sixteen scaled values.
+QLORA_AVX512_INLINE __m512i bucketize16(__m512 s, const SearchTables16 &t) {
+  __mmask16 k = _mm512_cmp_ps_mask(t.level1, s, _CMP_LT_OQ);
+  __m512i idx = _mm512_maskz_mov_epi32(k, _mm512_set1_epi32(8));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level2), s, _CMP_LT_OQ);
+  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(4));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level3), s, _CMP_LT_OQ);
+  idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(2));
+  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level4), s, _CMP_LT_OQ);
+  return _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(1));
+}
+
+/// Sixteen codes of even elements and sixteen of the odd ones after them,
+/// stored as 16 bytes (even element in the high nibble).
+QLORA_AVX512_INLINE void packEvenOdd(__m512i even, __m512i odd, uint8_t *out) {
+  _mm_storeu_si128(
+      reinterpret_cast<__m128i *>(out),
+      _mm512_cvtepi32_epi8(_mm512_or_si512(_mm512_slli_epi32(even, 4), odd)));
+}
+
+/// The block's absmax bits (|x| as an integer) in every lane, from a
+/// vector of partial maxima.
+QLORA_AVX512_INLINE __m512i broadcastMax(__m512i m) {
+  m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0x4e));
+  m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0xb1));
+  m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
+  return _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
+}
+
+/// Stores the absmax of block `b` and returns the reciprocal that scales it
+/// (every lane), or false when the block is not finite.
+QLORA_AVX512_INLINE bool blockScale(__m512i maxBits, float *absmax, int64_t b,
+                                    __m512 &recip) {
+  if (static_cast<uint32_t>(_mm_cvtsi128_si32(
+          _mm512_castsi512_si128(maxBits))) >= kNf4NonFiniteBits)
+    return false;
+  const __m512 am = _mm512_castsi512_ps(maxBits);
+  _mm_store_ss(absmax + b, _mm512_castps512_ps128(am));
+  // 1 / max(am, 1e-38): every lane the same correctly rounded quotient.
+  recip = _mm512_div_ps(_mm512_set1_ps(1.0f),
+                        _mm512_max_ps(am, _mm512_set1_ps(kNf4TinyAbsmax)));
+  return true;
+}
+
+/// The even and odd elements of [i, i + 32), widened to fp32 exactly.
+template <DType D>
+QLORA_AVX512_INLINE void loadEvenOdd32(const void *data, int64_t i,
+                                       __m512 &even, __m512 &odd) {
+  if constexpr (D == DType::BF16) {
+    // A bf16 pair per 32-bit lane: the even one low, the odd one high.
+    const __m512i raw =
+        _mm512_loadu_si512(static_cast<const uint16_t *>(data) + i);
+    even = _mm512_castsi512_ps(_mm512_slli_epi32(raw, 16));
+    odd = _mm512_castsi512_ps(
+        _mm512_and_si512(raw, _mm512_set1_epi32(int(0xffff0000u))));
+  } else {
+    __m512 lo, hi;
+    if constexpr (D == DType::F32) {
+      lo = _mm512_loadu_ps(static_cast<const float *>(data) + i);
+      hi = _mm512_loadu_ps(static_cast<const float *>(data) + i + 16);
+    } else {
+      const auto *h = static_cast<const uint16_t *>(data) + i;
+      lo = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h)));
+      hi = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h + 16)));
+    }
+    const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
+                                            20, 22, 24, 26, 28, 30);
+    even = _mm512_permutex2var_ps(lo, evens, hi);
+    odd = _mm512_permutex2var_ps(
+        lo, _mm512_add_epi32(evens, _mm512_set1_epi32(1)), hi);
+  }
+}
+
+/// |x| bits of [i, i + 32) folded into `m` (max per lane).
+template <DType D>
+QLORA_AVX512_INLINE __m512i foldAbsMax32(const void *data, int64_t i,
+                                         __m512i m) {
+  if constexpr (D == DType::BF16) {
+    // Max of the 16-bit magnitudes; broadcastMax's caller moves them up.
+    const __m512i raw =
+        _mm512_loadu_si512(static_cast<const uint16_t *>(data) + i);
+    return _mm512_max_epu16(m,
+                            _mm512_and_si512(raw, _mm512_set1_epi16(0x7fff)));
+  } else {
+    __m512 lo, hi;
+    if constexpr (D == DType::F32) {
+      lo = _mm512_loadu_ps(static_cast<const float *>(data) + i);
+      hi = _mm512_loadu_ps(static_cast<const float *>(data) + i + 16);
+    } else {
+      const auto *h = static_cast<const uint16_t *>(data) + i;
+      lo = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h)));
+      hi = _mm512_cvtph_ps(
+          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h + 16)));
+    }
+    const __m512i absMask = _mm512_set1_epi32(0x7fffffff);
+    m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(lo), absMask));
+    return _mm512_max_epu32(m,
+                            _mm512_and_si512(_mm512_castps_si512(hi), absMask));
+  }
+}
+
+template <DType D>
+QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
+                                    int64_t firstBlock, int64_t endBlock,
+                                    uint8_t *packed, float *absmax) {
+  const SearchTables16 t = searchTables16();
   for (int64_t b = firstBlock; b < endBlock; ++b) {
     const int64_t first = b * blocksize;
     const int64_t end = first + blocksize;
-    __m512i max0 = _mm512_setzero_si512(), max1 = _mm512_setzero_si512();
-    for (int64_t i = first; i < end; i += 32) {
-      max0 = _mm512_max_epu32(
-          max0,
-          _mm512_and_si512(_mm512_castps_si512(load16<D>(data, i)), absMask));
-      max1 = _mm512_max_epu32(
-          max1, _mm512_and_si512(_mm512_castps_si512(load16<D>(data, i + 16)),
-                                 absMask));
+    __m512i m = _mm512_setzero_si512();
+    for (int64_t i = first; i < end; i += 32)
+      m = foldAbsMax32<D>(data, i, m);
+    if constexpr (D == DType::BF16) {
+      // The larger 16-bit half of each lane, in the high (fp32) position.
+      m = _mm512_max_epu16(m, _mm512_slli_epi32(m, 16));
+      m = _mm512_and_si512(m, _mm512_set1_epi32(int(0xffff0000u)));
     }
-    __m512i m = _mm512_max_epu32(max0, max1);
-    m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0x4e));
-    m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0xb1));
-    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
-    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
-    const uint32_t maxBits =
-        static_cast<uint32_t>(_mm_cvtsi128_si32(_mm512_castsi512_si128(m)));
-    if (maxBits >= kNf4NonFiniteBits)
+    __m512 recip;
+    if (!blockScale(broadcastMax(m), absmax, b, recip))
       return b;
-    const float am = std::bit_cast<float>(maxBits);
-    absmax[b] = am;
-    const __m512 recip = _mm512_set1_ps(1.0f / std::max(am, kNf4TinyAbsmax));
     uint8_t *out = packed + first / 2;
     for (int64_t i = first; i < end; i += 32, out += 16) {
-      bucketizePack16(_mm512_mul_ps(load16<D>(data, i), recip), t, out);
-      bucketizePack16(_mm512_mul_ps(load16<D>(data, i + 16), recip), t,
-                      out + 8);
+      __m512 even, odd;
+      loadEvenOdd32<D>(data, i, even, odd);
+      packEvenOdd(bucketize16(_mm512_mul_ps(even, recip), t),
+                  bucketize16(_mm512_mul_ps(odd, recip), t), out);
     }
   }
   return endBlock;
@@ -347,7 +411,8 @@ Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa) {
   }();
   static const bool hasAvx512 = [] {
     __builtin_cpu_init();
-    return __builtin_cpu_supports("avx512f");
+    return __builtin_cpu_supports("avx512f") &&
+           __builtin_cpu_supports("avx512bw");
   }();
   if (blocksize % 32 == 0) {
     if (maxIsa == Nf4Isa::Best && hasAvx512)

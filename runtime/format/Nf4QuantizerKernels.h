@@ -51,7 +51,7 @@ using Nf4BlocksKernel = int64_t (*)(const void *data, DType dtype,
                                     float *absmax);
 
 /// The widest kernel that the CPU, `maxIsa` and `blocksize` allow: AVX-512
-/// (F) or AVX2 (+F16C) for a blocksize that is a multiple of 32, else the
+/// (F+BW) or AVX2 (+F16C) for a blocksize that is a multiple of 32, else the
 /// portable one.
 Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa);
 
