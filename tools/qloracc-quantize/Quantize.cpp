@@ -3,8 +3,8 @@
 
 #include "tools/qloracc-quantize/PythonJson.h"
 
-#include "runtime/backends/cpu/Float16.h"
 #include "runtime/format/Nf4.h"
+#include "runtime/format/Nf4Quantizer.h"
 #include "runtime/format/Safetensors.h"
 #include "runtime/format/SafetensorsWriter.h"
 
@@ -52,24 +52,6 @@ int safetensorsDtypeRank(DType dtype) {
   return 0;
 }
 
-/// `view`'s elements widened to fp32 (the bytes need not be aligned).
-std::vector<float> widenToF32(const format::TensorView &view) {
-  size_t count = static_cast<size_t>(view.numElements());
-  std::vector<float> values(count);
-  const uint8_t *bytes = view.bytes.data();
-  for (size_t i = 0; i < count; ++i) {
-    if (view.dtype == DType::F32) {
-      std::memcpy(&values[i], bytes + 4 * i, 4);
-      continue;
-    }
-    uint16_t bits;
-    std::memcpy(&bits, bytes + 2 * i, 2);
-    values[i] = view.dtype == DType::BF16 ? cpu::bf16ToFloat(bits)
-                                          : cpu::halfToFloat(bits);
-  }
-  return values;
-}
-
 template <typename T> std::vector<uint8_t> toBytes(std::span<const T> values) {
   std::vector<uint8_t> bytes(values.size_bytes());
   if (!bytes.empty())
@@ -77,43 +59,16 @@ template <typename T> std::vector<uint8_t> toBytes(std::span<const T> values) {
   return bytes;
 }
 
-/// One linear weight in bitsandbytes' pieces (the fields of
-/// format::Nf4Pieces).
-struct QuantizedWeight {
-  std::vector<uint8_t> packed;
-  /// fp32 absmax, one per block (without double quantization).
-  std::vector<float> absmax;
-  /// Double quantization: one 8-bit code per block, the nested fp32 absmax
-  /// and the offset.
-  std::vector<uint8_t> absmaxCodes;
-  std::vector<float> nestedAbsmax;
-  float offset = 0;
-};
-
 /// The one place that quantizes: every weight of every mode goes through
-/// here (the scalar reference codec today).
-std::optional<QuantizedWeight> quantizeWeight(const format::TensorView &view,
-                                              const QuantizeOptions &options,
-                                              std::string &problem) {
-  std::vector<float> values = widenToF32(view);
-  std::optional<format::Nf4Quantized> nf4 =
-      format::quantizeNf4(values, options.blocksize, problem);
-  if (!nf4)
-    return std::nullopt;
-  QuantizedWeight result;
-  result.packed = std::move(nf4->packed);
-  if (!options.doubleQuant) {
-    result.absmax = std::move(nf4->absmax);
-    return result;
-  }
-  std::optional<format::DoubleQuantized> nested =
-      format::doubleQuantize(nf4->absmax, options.nestedBlocksize, problem);
-  if (!nested)
-    return std::nullopt;
-  result.absmaxCodes = std::move(nested->codes);
-  result.nestedAbsmax = std::move(nested->nestedAbsmax);
-  result.offset = nested->offset;
-  return result;
+/// here, on all cores.
+std::optional<format::Nf4Pieces> quantizeWeight(const format::TensorView &view,
+                                                const QuantizeOptions &options,
+                                                std::string &problem) {
+  format::Nf4QuantizeOptions nf4;
+  nf4.blocksize = options.blocksize;
+  nf4.nestedBlocksize = options.doubleQuant ? options.nestedBlocksize : 0;
+  return format::quantizeNf4Tensor(view.bytes.data(), view.dtype,
+                                   view.numElements(), nf4, problem);
 }
 
 } // namespace
@@ -240,7 +195,7 @@ bool quantizeCheckpoint(const std::string &inputPath,
       return false;
     }
     std::string problem;
-    std::optional<QuantizedWeight> weight =
+    std::optional<format::Nf4Pieces> weight =
         quantizeWeight(view, options, problem);
     if (!weight) {
       error = where + problem;
