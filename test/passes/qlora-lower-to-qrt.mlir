@@ -584,3 +584,44 @@ func.func @unnamed_result(%x: f32 {qlora.input = "x"}) -> f32 {
 func.func @i64_tokens(%tokens: tensor<2x4xi64> {qlora.input = "tokens"}) {
   return
 }
+
+// -----
+
+// NF4: an nf4.constant is one `weight` buffer of its type (the pieces in
+// runtime/format/Nf4Layout.h's layout: 64 codes, 2 absmax codes at 64, the
+// nested absmax at 80, the offset at 96: 112 bytes; without double
+// quantization 64 codes and 2 f32 absmax: 80 bytes), its init the pieces.
+// A dequantize read only by linear kernels costs nothing: they take the NF4
+// buffer with w_dtype "NF4" and the [nf4] params. Read by anything else, it
+// is a dequantize_nf4 launch into a buffer of the result type.
+
+// CHECK: qrt.kernel @[[FWD:.*]] template "linear_fwd" params {in = 8 : i64, out = 16 : i64, rank = 0 : i64, rows = 8 : i64, scaling = 1.000000e+00 : f64, w_block_size = 64 : i64, w_dequant_dtype = "BF16", w_dq_block_size = 256 : i64, w_dtype = "NF4"}
+// CHECK: qrt.kernel @[[GIN:.*]] template "linear_grad_input" params {accumulate = 0 : i64, in = 8 : i64, out = 16 : i64, rank = 0 : i64, rows = 8 : i64, scaling = 1.000000e+00 : f64, w_block_size = 64 : i64, w_dequant_dtype = "BF16", w_dq_block_size = 256 : i64, w_dtype = "NF4"}
+// CHECK: qrt.kernel @[[DQ:.*]] template "dequantize_nf4" params {n = 128 : i64, to = "F32", w_block_size = 64 : i64, w_dequant_dtype = "F32", w_dq_block_size = 0 : i64}
+// CHECK-LABEL: func.func @nf4_weights()
+// CHECK: %[[W:.*]] = qrt.buffer size 112 align 64 class <weight> placement <device> name "q.weight" type !nf4.tensor<16x8, block = 64, dq = 256> init({absmax = dense<[1, 2]> : tensor<2xui8>, codes = dense<119> : tensor<64x1xui8>, nested_absmax = dense<5.000000e-01> : tensor<1xf32>, offset = 1.000000e+00 : f32}) : !qrt.buffer
+// CHECK: %[[Y:.*]] = qrt.buffer {{.*}} class <activation> placement <device> type tensor<2x4x16xf32>
+// CHECK: %[[DX:.*]] = qrt.buffer {{.*}} class <gradient> placement <device> type tensor<2x4x8xf32>
+// CHECK: %[[P:.*]] = qrt.buffer size 80 align 64 class <weight> placement <device> name "constant_0" type !nf4.tensor<16x8, block = 64> init({absmax = dense<2.000000e+00> : tensor<2xf32>, codes = dense<0> : tensor<64x1xui8>})
+// CHECK: %[[D:.*]] = qrt.buffer size 512 align 64 class <activation> placement <device> type tensor<16x8xf32>
+// CHECK: qrt.launch @[[FWD]](%{{.*}}, %[[W]], %[[Y]])
+// CHECK: qrt.launch @[[GIN]](%{{.*}}, %[[W]], %[[DX]])
+// CHECK: qrt.launch @[[DQ]](%[[P]], %[[D]])
+func.func @nf4_weights(%x: tensor<2x4x8xf32> {qlora.input = "x"},
+                       %dy: tensor<2x4x16xf32> {qlora.input = "dy"}) {
+  %q = nf4.constant codes(dense<119> : tensor<64x1xui8>)
+         absmax(dense<[1, 2]> : tensor<2xui8>)
+         nested_absmax(dense<0.5> : tensor<1xf32>) offset(1.0)
+         name "q.weight" : !nf4.tensor<16x8, block = 64, dq = 256>
+  %w = nf4.dequantize %q : !nf4.tensor<16x8, block = 64, dq = 256>
+         -> tensor<16x8xbf16>
+  %y = qlora.linear %x, %w : tensor<2x4x8xf32>, tensor<16x8xbf16>
+  %dx = qlora.linear_grad_input %dy, %w : tensor<2x4x16xf32>, tensor<16x8xbf16>
+          -> tensor<2x4x8xf32>
+  %p = nf4.constant codes(dense<0> : tensor<64x1xui8>)
+         absmax(dense<2.0> : tensor<2xf32>)
+         : !nf4.tensor<16x8, block = 64>
+  %d = nf4.dequantize %p : !nf4.tensor<16x8, block = 64> -> tensor<16x8xf32>
+  %s = qlora.add %d, %d : tensor<16x8xf32>
+  return
+}
