@@ -144,10 +144,33 @@ private:
   std::array<uint8_t, kSize> table{};
 };
 
-uint8_t codeAt(const Nf4Pieces &pieces, int64_t i) {
-  const uint8_t byte = pieces.packed[i / 2];
-  return i % 2 == 0 ? byte >> 4 : byte & 0x0F;
-}
+/// The 16 values of one block, kNf4Code[i] * absmax: the same fp32 product
+/// as dequantizeNf4, made once per block instead of once per element.
+class BlockValues {
+public:
+  explicit BlockValues(float absmax) {
+    for (size_t i = 0; i < values.size(); ++i)
+      values[i] = kNf4Code[i] * absmax;
+  }
+
+  /// Elements [first, last) of the packed codes into out[0, last - first).
+  void decode(const uint8_t *packed, int64_t first, int64_t last,
+              float *out) const {
+    int64_t i = first;
+    if (i < last && i % 2) // the low nibble of a byte shared with the block
+      *out++ = values[packed[i++ / 2] & 0x0F];
+    for (; i + 1 < last; i += 2, out += 2) {
+      const uint8_t byte = packed[i / 2];
+      out[0] = values[byte >> 4];
+      out[1] = values[byte & 0x0F];
+    }
+    if (i < last)
+      *out = values[packed[i / 2] >> 4];
+  }
+
+private:
+  std::array<float, 16> values;
+};
 
 } // namespace
 
@@ -288,15 +311,14 @@ std::vector<float> dequantizeNf4Tensor(const Nf4Pieces &pieces,
                                        unsigned threads) {
   std::vector<float> out(static_cast<size_t>(layout.count));
   const AbsmaxSource absmaxOf(pieces, layout);
-  const int64_t blocksize = layout.blocksize;
   parallelRanges(
       layout.blocks, workerCount(threads, layout.count, layout.blocks),
       [&](int64_t begin, int64_t end) {
         for (int64_t b = begin; b < end; ++b) {
-          const float am = absmaxOf(b);
-          const int64_t last = std::min(layout.count, (b + 1) * blocksize);
-          for (int64_t i = b * blocksize; i < last; ++i)
-            out[i] = kNf4Code[codeAt(pieces, i)] * am;
+          const BlockValues values(absmaxOf(b));
+          const int64_t first = b * layout.blocksize;
+          const int64_t last = std::min(layout.count, first + layout.blocksize);
+          values.decode(pieces.packed.data(), first, last, out.data() + first);
         }
       });
   return out;
@@ -312,33 +334,47 @@ Nf4Error measureNf4Error(const void *data, DType dtype, int64_t count,
   std::vector<double> maxima(static_cast<size_t>(chunks));
   const AbsmaxSource absmaxOf(pieces, layout);
   const int64_t blocksize = layout.blocksize;
-  parallelRanges(chunks, workerCount(threads, count, chunks),
-                 [&](int64_t begin, int64_t end) {
-                   float x[kMaxBlocksize];
-                   for (int64_t c = begin; c < end; ++c) {
-                     const int64_t first = c * kErrorChunk;
-                     const int64_t last = std::min(count, first + kErrorChunk);
-                     double sum = 0, maxAbs = 0;
-                     for (int64_t i = first; i < last;) {
-                       const int64_t b = i / blocksize;
-                       const int64_t stop = std::min(
-                           {last, (b + 1) * blocksize, i + kMaxBlocksize});
-                       const float am = absmaxOf(b);
-                       cpu::widenToFloat(data, dtype, static_cast<size_t>(i),
-                                         static_cast<size_t>(stop - i), x);
-                       for (int64_t k = i; k < stop; ++k) {
-                         const float deq = kNf4Code[codeAt(pieces, k)] * am;
-                         const double d = static_cast<double>(x[k - i]) -
-                                          static_cast<double>(deq);
-                         sum += d * d;
-                         maxAbs = std::max(maxAbs, std::fabs(d));
-                       }
-                       i = stop;
-                     }
-                     sums[c] = sum;
-                     maxima[c] = maxAbs;
-                   }
-                 });
+  parallelRanges(
+      chunks, workerCount(threads, count, chunks),
+      [&](int64_t begin, int64_t end) {
+        float x[kMaxBlocksize], deq[kMaxBlocksize];
+        for (int64_t c = begin; c < end; ++c) {
+          const int64_t first = c * kErrorChunk;
+          const int64_t last = std::min(count, first + kErrorChunk);
+          // Eight running sums and maxima keep the adds independent (and
+          // vectorizable); each block segment feeds them from lane 0, and
+          // the chunk adds them up in a fixed order.
+          double sq[8] = {}, mx[8] = {};
+          for (int64_t i = first; i < last;) {
+            const int64_t b = i / blocksize;
+            const int64_t stop =
+                std::min({last, (b + 1) * blocksize, i + kMaxBlocksize});
+            const int64_t n = stop - i;
+            cpu::widenToFloat(data, dtype, static_cast<size_t>(i),
+                              static_cast<size_t>(n), x);
+            BlockValues(absmaxOf(b)).decode(pieces.packed.data(), i, stop, deq);
+            int64_t k = 0;
+            for (; k + 8 <= n; k += 8)
+              for (int l = 0; l < 8; ++l) {
+                const double d = static_cast<double>(x[k + l]) -
+                                 static_cast<double>(deq[k + l]);
+                sq[l] += d * d;
+                mx[l] = std::max(mx[l], std::fabs(d));
+              }
+            for (int l = 0; k < n; ++k, ++l) {
+              const double d =
+                  static_cast<double>(x[k]) - static_cast<double>(deq[k]);
+              sq[l] += d * d;
+              mx[l] = std::max(mx[l], std::fabs(d));
+            }
+            i = stop;
+          }
+          sums[c] = ((sq[0] + sq[1]) + (sq[2] + sq[3])) +
+                    ((sq[4] + sq[5]) + (sq[6] + sq[7]));
+          const double maxAbs = *std::max_element(mx, mx + 8);
+          maxima[c] = maxAbs;
+        }
+      });
   Nf4Error result;
   double total = 0;
   for (int64_t c = 0; c < chunks; ++c) {
