@@ -68,6 +68,44 @@ bool isQuantizable(WeightOp weight, bool withLmHead) {
   return true;
 }
 
+/// Prints "nf4-quantize-frozen: 40% (...)" to stderr every 10% of the bytes
+/// when there are enough of them to take a while (a 7B model: ~13 GiB).
+class QuantizeProgress {
+public:
+  explicit QuantizeProgress(ArrayRef<WeightOp> weights) {
+    for (WeightOp weight : weights) {
+      if (weight.isShapeOnly())
+        continue;
+      RankedTensorType type = weight.getTensorType();
+      totalBytes +=
+          type.getNumElements() * int64_t(type.getElementTypeBitWidth() / 8);
+      ++totalTensors;
+    }
+  }
+
+  void advance(int64_t bytes) {
+    doneBytes += bytes;
+    ++doneTensors;
+    if (totalBytes < kAnnouncedBytes)
+      return;
+    int64_t tenths = doneBytes * 10 / totalBytes;
+    if (tenths == lastTenths)
+      return;
+    lastTenths = tenths;
+    llvm::errs() << llvm::formatv(
+        "nf4-quantize-frozen: {0}% ({1} of {2} tensors, {3:f1} of {4:f1} "
+        "GiB)\n",
+        tenths * 10, doneTensors, totalTensors, double(doneBytes) / kGiB,
+        double(totalBytes) / kGiB);
+  }
+
+private:
+  static constexpr int64_t kAnnouncedBytes = int64_t(1) << 30;
+  static constexpr double kGiB = double(int64_t(1) << 30);
+  int64_t totalBytes = 0, doneBytes = 0, totalTensors = 0, doneTensors = 0;
+  int64_t lastTenths = 0;
+};
+
 /// One weight's quantization, computed before the IR changes.
 struct QuantizedWeight {
   WeightOp op; // erased once replaced
@@ -100,6 +138,7 @@ struct Nf4QuantizeFrozenPass
 
     CheckpointCache cache;
     SmallVector<QuantizedWeight> quantized;
+    QuantizeProgress progress(toQuantize);
     for (WeightOp weight : toQuantize) {
       if (weight.isShapeOnly()) {
         replaceShapeOnly(weight);
@@ -108,6 +147,7 @@ struct Nf4QuantizeFrozenPass
       FailureOr<QuantizedWeight> result = quantize(weight, cache);
       if (failed(result))
         return signalPassFailure();
+      progress.advance(result->bytesBefore);
       quantized.push_back(std::move(*result));
     }
     for (QuantizedWeight &weight : quantized)
