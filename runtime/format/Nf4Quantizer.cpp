@@ -219,7 +219,7 @@ std::optional<Nf4Pieces> quantizeNf4Tensor(const void *data, DType dtype,
   const int64_t unit = blocksize % 2 == 0 ? 1 : 2;
   const int64_t units = (fullBlocks + unit - 1) / unit;
   const detail::Nf4BlocksKernel kernel =
-      detail::selectNf4BlocksKernel(blocksize, options.isa);
+      detail::selectNf4BlocksKernel(dtype, blocksize, options.isa);
   std::atomic<int64_t> firstBad{std::numeric_limits<int64_t>::max()};
   parallelRanges(
       units, workerCount(options.threads, count, units),
@@ -230,7 +230,7 @@ std::optional<Nf4Pieces> quantizeNf4Tensor(const void *data, DType dtype,
             return;
           const int64_t sliceEnd = std::min(end, b + kBlocksPerSlice);
           const int64_t bad =
-              kernel(data, dtype, blocksize, b, sliceEnd, pieces.packed.data(),
+              kernel(data, blocksize, b, sliceEnd, pieces.packed.data(),
                      pieces.absmax.data());
           if (bad != sliceEnd) {
             int64_t seen = firstBad.load();

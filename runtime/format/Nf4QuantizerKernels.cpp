@@ -16,7 +16,6 @@
 #include <algorithm>
 #include <bit>
 #include <cstring>
-#include <type_traits>
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #define QLORA_NF4_X86 1
@@ -49,11 +48,11 @@ inline uint8_t bucketizeScalar(float s, const std::array<float, 15> &mid) {
 /// The largest block (Nf4QuantizeOptions::blocksize <= 4096).
 constexpr int64_t kMaxBlock = 4096;
 
-int64_t portableBlocks(const void *data, DType dtype, int64_t blocksize,
-                       int64_t firstBlock, int64_t endBlock, uint8_t *packed,
-                       float *absmax) {
+template <DType D>
+int64_t portableBlocks(const void *data, int64_t blocksize, int64_t firstBlock,
+                       int64_t endBlock, uint8_t *packed, float *absmax) {
   for (int64_t b = firstBlock; b < endBlock; ++b)
-    if (!quantizeNf4BlockPortable(data, dtype, b * blocksize, blocksize,
+    if (!quantizeNf4BlockPortable(data, D, b * blocksize, blocksize,
                                   /*partial=*/false, packed, absmax[b]))
       return b;
   return endBlock;
@@ -121,9 +120,9 @@ QLORA_AVX2_INLINE void pack32(__m256i c0, __m256i c1, __m256i c2, __m256i c3,
 }
 
 template <DType D>
-QLORA_AVX2 int64_t avx2BlocksOf(const void *data, int64_t blocksize,
-                                int64_t firstBlock, int64_t endBlock,
-                                uint8_t *packed, float *absmax) {
+QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
+                              int64_t firstBlock, int64_t endBlock,
+                              uint8_t *packed, float *absmax) {
   const std::array<float, 15> &mid = nf4Midpoints();
   SearchTables t;
   t.level1 = _mm256_set1_ps(mid[7]);
@@ -166,27 +165,6 @@ QLORA_AVX2 int64_t avx2BlocksOf(const void *data, int64_t blocksize,
     }
   }
   return endBlock;
-}
-
-/// body(std::integral_constant<DType, D>{}) for the D of `dtype`.
-template <typename Body> int64_t withDType(DType dtype, const Body &body) {
-  switch (dtype) {
-  case DType::BF16:
-    return body(std::integral_constant<DType, DType::BF16>{});
-  case DType::F16:
-    return body(std::integral_constant<DType, DType::F16>{});
-  default:
-    return body(std::integral_constant<DType, DType::F32>{});
-  }
-}
-
-int64_t avx2Blocks(const void *data, DType dtype, int64_t blocksize,
-                   int64_t firstBlock, int64_t endBlock, uint8_t *packed,
-                   float *absmax) {
-  return withDType(dtype, [&](auto d) {
-    return avx2BlocksOf<decltype(d)::value>(data, blocksize, firstBlock,
-                                            endBlock, packed, absmax);
-  });
 }
 
 // GCC 12's AVX-512 intrinsics pass an "undefined" vector as the unused
@@ -265,6 +243,16 @@ QLORA_AVX512_INLINE bool blockScale(__m512i maxBits, float *absmax, int64_t b,
   return true;
 }
 
+/// Sixteen F32 or F16 elements from element `i` on, widened exactly.
+template <DType D>
+QLORA_AVX512_INLINE __m512 load16(const void *data, int64_t i) {
+  if constexpr (D == DType::F32)
+    return _mm512_loadu_ps(static_cast<const float *>(data) + i);
+  else
+    return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i *>(
+        static_cast<const uint16_t *>(data) + i)));
+}
+
 /// The even and odd elements of [i, i + 32), widened to fp32 exactly.
 template <DType D>
 QLORA_AVX512_INLINE void loadEvenOdd32(const void *data, int64_t i,
@@ -277,17 +265,7 @@ QLORA_AVX512_INLINE void loadEvenOdd32(const void *data, int64_t i,
     odd = _mm512_castsi512_ps(
         _mm512_and_si512(raw, _mm512_set1_epi32(int(0xffff0000u))));
   } else {
-    __m512 lo, hi;
-    if constexpr (D == DType::F32) {
-      lo = _mm512_loadu_ps(static_cast<const float *>(data) + i);
-      hi = _mm512_loadu_ps(static_cast<const float *>(data) + i + 16);
-    } else {
-      const auto *h = static_cast<const uint16_t *>(data) + i;
-      lo = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h)));
-      hi = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h + 16)));
-    }
+    const __m512 lo = load16<D>(data, i), hi = load16<D>(data, i + 16);
     const __m512i evens = _mm512_setr_epi32(0, 2, 4, 6, 8, 10, 12, 14, 16, 18,
                                             20, 22, 24, 26, 28, 30);
     even = _mm512_permutex2var_ps(lo, evens, hi);
@@ -307,17 +285,7 @@ QLORA_AVX512_INLINE __m512i foldAbsMax32(const void *data, int64_t i,
     return _mm512_max_epu16(m,
                             _mm512_and_si512(raw, _mm512_set1_epi16(0x7fff)));
   } else {
-    __m512 lo, hi;
-    if constexpr (D == DType::F32) {
-      lo = _mm512_loadu_ps(static_cast<const float *>(data) + i);
-      hi = _mm512_loadu_ps(static_cast<const float *>(data) + i + 16);
-    } else {
-      const auto *h = static_cast<const uint16_t *>(data) + i;
-      lo = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h)));
-      hi = _mm512_cvtph_ps(
-          _mm256_loadu_si256(reinterpret_cast<const __m256i *>(h + 16)));
-    }
+    const __m512 lo = load16<D>(data, i), hi = load16<D>(data, i + 16);
     const __m512i absMask = _mm512_set1_epi32(0x7fffffff);
     m = _mm512_max_epu32(m, _mm512_and_si512(_mm512_castps_si512(lo), absMask));
     return _mm512_max_epu32(m,
@@ -326,9 +294,9 @@ QLORA_AVX512_INLINE __m512i foldAbsMax32(const void *data, int64_t i,
 }
 
 template <DType D>
-QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
-                                    int64_t firstBlock, int64_t endBlock,
-                                    uint8_t *packed, float *absmax) {
+QLORA_AVX512 int64_t avx512Blocks(const void *data, int64_t blocksize,
+                                  int64_t firstBlock, int64_t endBlock,
+                                  uint8_t *packed, float *absmax) {
   const SearchTables16 t = searchTables16();
   for (int64_t b = firstBlock; b < endBlock; ++b) {
     const int64_t first = b * blocksize;
@@ -353,15 +321,6 @@ QLORA_AVX512 int64_t avx512BlocksOf(const void *data, int64_t blocksize,
     }
   }
   return endBlock;
-}
-
-int64_t avx512Blocks(const void *data, DType dtype, int64_t blocksize,
-                     int64_t firstBlock, int64_t endBlock, uint8_t *packed,
-                     float *absmax) {
-  return withDType(dtype, [&](auto d) {
-    return avx512BlocksOf<decltype(d)::value>(data, blocksize, firstBlock,
-                                              endBlock, packed, absmax);
-  });
 }
 
 #pragma GCC diagnostic pop
@@ -403,7 +362,10 @@ bool quantizeNf4BlockPortable(const void *data, DType dtype, int64_t first,
   return true;
 }
 
-Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa) {
+namespace {
+
+template <DType D>
+Nf4BlocksKernel selectForDType(int64_t blocksize, Nf4Isa maxIsa) {
 #ifdef QLORA_NF4_X86
   static const bool hasAvx2 = [] {
     __builtin_cpu_init();
@@ -416,14 +378,28 @@ Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa) {
   }();
   if (blocksize % 32 == 0) {
     if (maxIsa == Nf4Isa::Best && hasAvx512)
-      return avx512Blocks;
+      return avx512Blocks<D>;
     if (maxIsa != Nf4Isa::Portable && hasAvx2)
-      return avx2Blocks;
+      return avx2Blocks<D>;
   }
 #endif
   (void)blocksize;
   (void)maxIsa;
-  return portableBlocks;
+  return portableBlocks<D>;
+}
+
+} // namespace
+
+Nf4BlocksKernel selectNf4BlocksKernel(DType dtype, int64_t blocksize,
+                                      Nf4Isa maxIsa) {
+  switch (dtype) {
+  case DType::BF16:
+    return selectForDType<DType::BF16>(blocksize, maxIsa);
+  case DType::F16:
+    return selectForDType<DType::F16>(blocksize, maxIsa);
+  default:
+    return selectForDType<DType::F32>(blocksize, maxIsa);
+  }
 }
 
 } // namespace qlora::format::detail

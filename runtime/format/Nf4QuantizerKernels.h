@@ -42,18 +42,19 @@ bool quantizeNf4BlockPortable(const void *data, DType dtype, int64_t first,
                               int64_t length, bool partial, uint8_t *packed,
                               float &absmax);
 
-/// Quantizes the full blocks [firstBlock, endBlock) of `blocksize` elements.
-/// Returns endBlock, or the first block that holds a non-finite element
-/// (blocks from there on are left unwritten).
-using Nf4BlocksKernel = int64_t (*)(const void *data, DType dtype,
-                                    int64_t blocksize, int64_t firstBlock,
-                                    int64_t endBlock, uint8_t *packed,
-                                    float *absmax);
+/// Quantizes the full blocks [firstBlock, endBlock) of `blocksize` elements
+/// of one dtype (the one it was selected for). Returns endBlock, or the
+/// first block that holds a non-finite element (blocks from there on are
+/// left unwritten).
+using Nf4BlocksKernel = int64_t (*)(const void *data, int64_t blocksize,
+                                    int64_t firstBlock, int64_t endBlock,
+                                    uint8_t *packed, float *absmax);
 
-/// The widest kernel that the CPU, `maxIsa` and `blocksize` allow: AVX-512
-/// (F+BW) or AVX2 (+F16C) for a blocksize that is a multiple of 32, else the
-/// portable one.
-Nf4BlocksKernel selectNf4BlocksKernel(int64_t blocksize, Nf4Isa maxIsa);
+/// The widest kernel for `dtype` (F32, F16 or BF16) that the CPU, `maxIsa`
+/// and `blocksize` allow: AVX-512 (F+BW) or AVX2 (+F16C) for a blocksize
+/// that is a multiple of 32, else the portable one.
+Nf4BlocksKernel selectNf4BlocksKernel(DType dtype, int64_t blocksize,
+                                      Nf4Isa maxIsa);
 
 } // namespace qlora::format::detail
 
