@@ -293,32 +293,72 @@ QLORA_AVX512_INLINE __m512i foldAbsMax32(const void *data, int64_t i,
   }
 }
 
+/// Per-lane maxima of |x| over the block at `first`, as fp32 bits.
+template <DType D>
+QLORA_AVX512_INLINE __m512i blockMaxBits(const void *data, int64_t first,
+                                         int64_t blocksize) {
+  __m512i m = _mm512_setzero_si512();
+  for (int64_t i = first; i < first + blocksize; i += 32)
+    m = foldAbsMax32<D>(data, i, m);
+  if constexpr (D == DType::BF16) {
+    // The larger 16-bit half of each lane, in the high (fp32) position.
+    m = _mm512_max_epu16(m, _mm512_slli_epi32(m, 16));
+    m = _mm512_and_si512(m, _mm512_set1_epi32(int(0xffff0000u)));
+  }
+  return m;
+}
+
+/// Scales, bucketizes and packs the block at `first`.
+template <DType D>
+QLORA_AVX512_INLINE void encodeBlock(const void *data, int64_t first,
+                                     int64_t blocksize, __m512 recip,
+                                     const SearchTables16 &t, uint8_t *packed) {
+  uint8_t *out = packed + first / 2;
+  for (int64_t i = first; i < first + blocksize; i += 32, out += 16) {
+    __m512 even, odd;
+    loadEvenOdd32<D>(data, i, even, odd);
+    packEvenOdd(bucketize16(_mm512_mul_ps(even, recip), t),
+                bucketize16(_mm512_mul_ps(odd, recip), t), out);
+  }
+}
+
 template <DType D>
 QLORA_AVX512 int64_t avx512Blocks(const void *data, int64_t blocksize,
                                   int64_t firstBlock, int64_t endBlock,
                                   uint8_t *packed, float *absmax) {
   const SearchTables16 t = searchTables16();
-  for (int64_t b = firstBlock; b < endBlock; ++b) {
+  int64_t b = firstBlock;
+  // Two blocks at a time share the horizontal max and the division: lanes
+  // 0-7 end up with the first block's absmax, lanes 8-15 with the second's.
+  for (; b + 1 < endBlock; b += 2) {
     const int64_t first = b * blocksize;
-    const int64_t end = first + blocksize;
-    __m512i m = _mm512_setzero_si512();
-    for (int64_t i = first; i < end; i += 32)
-      m = foldAbsMax32<D>(data, i, m);
-    if constexpr (D == DType::BF16) {
-      // The larger 16-bit half of each lane, in the high (fp32) position.
-      m = _mm512_max_epu16(m, _mm512_slli_epi32(m, 16));
-      m = _mm512_and_si512(m, _mm512_set1_epi32(int(0xffff0000u)));
-    }
+    const __m512i m0 = blockMaxBits<D>(data, first, blocksize);
+    const __m512i m1 = blockMaxBits<D>(data, first + blocksize, blocksize);
+    __m512i m = _mm512_max_epu32(_mm512_shuffle_i64x2(m0, m1, 0x44),
+                                 _mm512_shuffle_i64x2(m0, m1, 0xee));
+    m = _mm512_max_epu32(m, _mm512_shuffle_i64x2(m, m, 0xb1));
+    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_BADC));
+    m = _mm512_max_epu32(m, _mm512_shuffle_epi32(m, _MM_PERM_CDAB));
+    if (_mm512_cmpge_epu32_mask(m, _mm512_set1_epi32(int(kNf4NonFiniteBits))))
+      break; // the one-block loop below finds which
+    const __m512 am = _mm512_castsi512_ps(m);
+    _mm_store_ss(absmax + b, _mm512_castps512_ps128(am));
+    _mm_store_ss(absmax + b + 1, _mm512_extractf32x4_ps(am, 2));
+    const __m512 recip =
+        _mm512_div_ps(_mm512_set1_ps(1.0f),
+                      _mm512_max_ps(am, _mm512_set1_ps(kNf4TinyAbsmax)));
+    encodeBlock<D>(data, first, blocksize,
+                   _mm512_shuffle_f32x4(recip, recip, 0x00), t, packed);
+    encodeBlock<D>(data, first + blocksize, blocksize,
+                   _mm512_shuffle_f32x4(recip, recip, 0xaa), t, packed);
+  }
+  for (; b < endBlock; ++b) {
+    const int64_t first = b * blocksize;
     __m512 recip;
-    if (!blockScale(broadcastMax(m), absmax, b, recip))
+    if (!blockScale(broadcastMax(blockMaxBits<D>(data, first, blocksize)),
+                    absmax, b, recip))
       return b;
-    uint8_t *out = packed + first / 2;
-    for (int64_t i = first; i < end; i += 32, out += 16) {
-      __m512 even, odd;
-      loadEvenOdd32<D>(data, i, even, odd);
-      packEvenOdd(bucketize16(_mm512_mul_ps(even, recip), t),
-                  bucketize16(_mm512_mul_ps(odd, recip), t), out);
-    }
+    encodeBlock<D>(data, first, blocksize, recip, t, packed);
   }
   return endBlock;
 }
