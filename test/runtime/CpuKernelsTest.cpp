@@ -13,6 +13,7 @@
 #include "runtime/backends/cpu/Gemm.h"
 #include "runtime/backends/cpu/ThreadPool.h"
 #include "runtime/format/KernelAbi.h"
+#include "test/runtime/CpuKernelHarness.h"
 
 #include <gtest/gtest.h>
 
@@ -47,46 +48,15 @@ ThreadPool &pool1() {
   return pool;
 }
 
-struct Arg {
-  void *data;
-  size_t bytes;
-};
-template <typename T> Arg buf(std::vector<T> &v) {
-  return {v.data(), v.size() * sizeof(T)};
-}
-template <typename T> Arg one(T &value) { return {&value, sizeof(T)}; }
-
-KernelParams
-makeParams(std::initializer_list<std::pair<const char *, KernelParams::Value>>
-               entries) {
-  KernelParams params;
-  for (const auto &[name, value] : entries)
-    params.set(name, value);
-  return params;
-}
-
-std::string validate(std::string_view name, const KernelParams &params,
-                     const std::vector<Arg> &args) {
-  const CpuKernel *kernel = findCpuKernel(name);
-  if (!kernel)
-    return "no kernel " + std::string(name);
-  std::vector<size_t> bytes;
-  for (const Arg &arg : args)
-    bytes.push_back(arg.bytes);
-  return kernel->validate(params, bytes);
-}
+using testing::Arg;
+using testing::buf;
+using testing::makeParams;
+using testing::one;
+using testing::validate;
 
 void launch(std::string_view name, const KernelParams &params,
             const std::vector<Arg> &args, ThreadPool &pool = pool4()) {
-  std::string error = validate(name, params, args);
-  ASSERT_EQ(error, "");
-  std::vector<void *> pointers;
-  std::vector<size_t> bytes;
-  for (const Arg &arg : args) {
-    pointers.push_back(arg.data);
-    bytes.push_back(arg.bytes);
-  }
-  findCpuKernel(name)->run({params, pointers, bytes, pool});
+  testing::launch(name, params, args, pool);
 }
 
 Vec randomVec(size_t n, unsigned seed, float scale = 1.0f) {

@@ -13,6 +13,7 @@
 #include "runtime/format/KernelAbi.h"
 #include "runtime/format/Nf4.h"
 #include "runtime/format/Nf4Layout.h"
+#include "test/runtime/CpuKernelHarness.h"
 
 #include <gtest/gtest.h>
 
@@ -40,36 +41,10 @@ ThreadPool &pool3() {
   return pool;
 }
 
-struct Arg {
-  void *data;
-  size_t bytes;
-};
-template <typename T> Arg buf(std::vector<T> &v) {
-  return {v.data(), v.size() * sizeof(T)};
-}
-
-std::string validate(std::string_view name, const KernelParams &params,
-                     const std::vector<Arg> &args) {
-  const CpuKernel *kernel = findCpuKernel(name);
-  if (!kernel)
-    return "no kernel " + std::string(name);
-  std::vector<size_t> bytes;
-  for (const Arg &arg : args)
-    bytes.push_back(arg.bytes);
-  return kernel->validate(params, bytes);
-}
-
-void launch(std::string_view name, const KernelParams &params,
-            const std::vector<Arg> &args, ThreadPool &pool) {
-  ASSERT_EQ(validate(name, params, args), "");
-  std::vector<void *> pointers;
-  std::vector<size_t> bytes;
-  for (const Arg &arg : args) {
-    pointers.push_back(arg.data);
-    bytes.push_back(arg.bytes);
-  }
-  findCpuKernel(name)->run({params, pointers, bytes, pool});
-}
+using testing::Arg;
+using testing::buf;
+using testing::launch;
+using testing::validate;
 
 Vec randomVec(size_t n, unsigned seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
