@@ -5,8 +5,10 @@
 //
 // The bucketize is a branch-free binary search over the 15 sorted midpoints
 // (8, 4, 2, 1): it counts the midpoints strictly below the value, exactly
-// what Nf4.cpp's lower_bound counts. The AVX2 kernel keeps j = index / 2
-// during the search, so every level's midpoints fit one 8-lane permute.
+// what Nf4.cpp's lower_bound counts. The second level has two candidates,
+// picked by a blend; the later ones come from a permute of a midpoint table
+// (the AVX2 kernel keeps j = index / 2, so that 8 lanes hold each table).
+// The shuffle unit is what limits these loops.
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/format/Nf4QuantizerKernels.h"
@@ -79,9 +81,10 @@ template <DType D> QLORA_AVX2_INLINE __m256 load8(const void *data, int64_t i) {
   }
 }
 
-/// The midpoints each level of the search compares with, indexed by j.
+/// The midpoints each level of the search compares with: one, two (picked
+/// by the first comparison), then tables indexed by j.
 struct SearchTables {
-  __m256 level1, level2, level3, level4;
+  __m256 level1, level2Low, level2High, level3, level4;
 };
 
 /// All ones in the lanes where mid < v.
@@ -92,8 +95,11 @@ QLORA_AVX2_INLINE __m256i below(__m256 mid, __m256 v) {
 /// 4-bit codes (one per 32-bit lane) of eight scaled values.
 QLORA_AVX2_INLINE __m256i bucketize8(__m256 s, const SearchTables &t) {
   const __m256i one = _mm256_set1_epi32(1);
-  __m256i j = _mm256_and_si256(below(t.level1, s), _mm256_set1_epi32(4));
-  __m256 m = _mm256_permutevar8x32_ps(t.level2, j);
+  const __m256i k1 = below(t.level1, s);
+  __m256i j = _mm256_and_si256(k1, _mm256_set1_epi32(4));
+  // Two candidates at the second level: a blend, not a permute.
+  __m256 m =
+      _mm256_blendv_ps(t.level2Low, t.level2High, _mm256_castsi256_ps(k1));
   j = _mm256_add_epi32(j, _mm256_and_si256(below(m, s), _mm256_set1_epi32(2)));
   m = _mm256_permutevar8x32_ps(t.level3, j);
   j = _mm256_add_epi32(j, _mm256_and_si256(below(m, s), one));
@@ -126,7 +132,8 @@ QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
   const std::array<float, 15> &mid = nf4Midpoints();
   SearchTables t;
   t.level1 = _mm256_set1_ps(mid[7]);
-  t.level2 = _mm256_setr_ps(mid[3], 0, 0, 0, mid[11], 0, 0, 0);
+  t.level2Low = _mm256_set1_ps(mid[3]);
+  t.level2High = _mm256_set1_ps(mid[11]);
   t.level3 = _mm256_setr_ps(mid[1], 0, mid[5], 0, mid[9], 0, mid[13], 0);
   t.level4 = _mm256_setr_ps(mid[0], mid[2], mid[4], mid[6], mid[8], mid[10],
                             mid[12], mid[14]);
@@ -178,22 +185,22 @@ QLORA_AVX2 int64_t avx2Blocks(const void *data, int64_t blocksize,
 
 /// With 16 lanes one permute holds every midpoint: the search keeps the
 /// code index itself, and the level of step k compares with
-/// mid[index + k - 1].
+/// mid[index + k - 1] (the second level has two candidates: a blend).
 struct SearchTables16 {
-  __m512 level1, level2, level3, level4;
+  __m512 level1, level2Low, level2High, level3, level4;
 };
 
 QLORA_AVX512_INLINE SearchTables16 searchTables16() {
   const std::array<float, 15> &mid = nf4Midpoints();
-  float level2[16], level3[16], level4[16];
+  float level3[16], level4[16];
   for (int i = 0; i < 16; ++i) {
-    level2[i] = mid[std::min(i + 3, 14)];
     level3[i] = mid[std::min(i + 1, 14)];
     level4[i] = mid[std::min(i, 14)];
   }
   SearchTables16 t;
   t.level1 = _mm512_set1_ps(mid[7]);
-  t.level2 = _mm512_loadu_ps(level2);
+  t.level2Low = _mm512_set1_ps(mid[3]);
+  t.level2High = _mm512_set1_ps(mid[11]);
   t.level3 = _mm512_loadu_ps(level3);
   t.level4 = _mm512_loadu_ps(level4);
   return t;
@@ -203,7 +210,9 @@ QLORA_AVX512_INLINE SearchTables16 searchTables16() {
 QLORA_AVX512_INLINE __m512i bucketize16(__m512 s, const SearchTables16 &t) {
   __mmask16 k = _mm512_cmp_ps_mask(t.level1, s, _CMP_LT_OQ);
   __m512i idx = _mm512_maskz_mov_epi32(k, _mm512_set1_epi32(8));
-  k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level2), s, _CMP_LT_OQ);
+  // Two candidates: a blend, which keeps the shuffle unit free.
+  k = _mm512_cmp_ps_mask(_mm512_mask_blend_ps(k, t.level2Low, t.level2High), s,
+                         _CMP_LT_OQ);
   idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(4));
   k = _mm512_cmp_ps_mask(_mm512_permutexvar_ps(idx, t.level3), s, _CMP_LT_OQ);
   idx = _mm512_mask_add_epi32(idx, k, idx, _mm512_set1_epi32(2));
