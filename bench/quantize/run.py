@@ -132,9 +132,13 @@ def main():
         ours = run_ours(args.bench, path, args.runs, args.threads,
                         None if args.no_check else dump)
 
+        # Other processes take cores from both sides unevenly (memcpy runs
+        # on one thread, the quantizers on all): say how busy the machine was.
+        load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
         print(f"NF4 + double quantization (blocksize 64, nested 256), "
               f"median of {args.runs} runs, torch threads "
-              f"{torch.get_num_threads()}, {os.cpu_count()} CPUs")
+              f"{torch.get_num_threads()}, {os.cpu_count()} CPUs, "
+              f"load average {load}")
         header = (f"{'tensor':24s} {'MB':>7s} {'bnb ms':>9s} {'ours ms':>9s} "
                   f"{'memcpy ms':>9s} {'bnb GB/s':>9s} {'ours GB/s':>9s} "
                   f"{'mc GB/s':>9s} {'ours/bnb':>9s} {'ours/mc':>8s}")

@@ -116,24 +116,36 @@ public:
     for (int64_t nb = begin; nb < end; ++nb) {
       const int64_t first = nb * nested;
       const int64_t last = std::min(n, first + nested);
-      float blockMax = 0.0f;
-      for (int64_t i = first; i < last; ++i) {
-        centered[i - first] = absmax[i] - offset;
-        blockMax = std::max(blockMax, std::fabs(centered[i - first]));
-      }
+      const int64_t size = last - first;
+      for (int64_t i = 0; i < size; ++i)
+        centered[i] = absmax[first + i] - offset;
+      // Eight running maxima (a max is exact: any order gives the same).
+      float lanes[8] = {};
+      int64_t i = 0;
+      for (; i + 8 <= size; i += 8)
+        for (int l = 0; l < 8; ++l)
+          lanes[l] = std::max(lanes[l], std::fabs(centered[i + l]));
+      for (; i < size; ++i)
+        lanes[0] = std::max(lanes[0], std::fabs(centered[i]));
+      const float blockMax = *std::max_element(lanes, lanes + 8);
       nestedAbsmax[nb] = blockMax;
       if (blockMax == 0.0f) {
         std::fill(codes + first, codes + last, uint8_t(0));
         continue;
       }
       const float inverse = 1.0f / blockMax;
-      for (int64_t i = first; i < last; ++i) {
-        float t = std::clamp(centered[i - first] * inverse, -1.0f, 1.0f) + 1.0f;
+      // The arithmetic in one loop (it vectorizes), the lookups in another.
+      // t lies in [0.5, 65535.5], where int32 and uint32 truncation agree.
+      int32_t entry[kMaxNested];
+      for (int64_t i = 0; i < size; ++i) {
+        float t = std::clamp(centered[i] * inverse, -1.0f, 1.0f) + 1.0f;
         t = t * 0.5f;
         t = t * static_cast<float>(kSize - 1);
         t = t + 0.5f;
-        codes[i] = table[static_cast<uint32_t>(t)];
+        entry[i] = static_cast<int32_t>(t);
       }
+      for (int64_t i = 0; i < size; ++i)
+        codes[first + i] = table[entry[i]];
     }
   }
 
