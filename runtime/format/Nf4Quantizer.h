@@ -64,14 +64,16 @@ struct Nf4Pieces {
 
 /// Quantizes `count` row-major elements of `dtype` (F32, F16 or BF16) at
 /// `data`. On failure returns std::nullopt and sets `error`: a bad dtype,
-/// count or block size, or "element <i> is not finite (<value>)" for the
-/// first non-finite element (callers prefix the tensor name).
+/// count or block size, "element <i> is not finite (<value>)" for the
+/// first non-finite element (callers prefix the tensor name), or, with
+/// double quantization, an absmax mean that overflows fp32 (where
+/// bitsandbytes would store garbage).
 std::optional<Nf4Pieces> quantizeNf4Tensor(const void *data, DType dtype,
                                            int64_t count,
                                            const Nf4QuantizeOptions &options,
                                            std::string &error);
 
-/// The Nf4Layout for `pieces` quantized with `options`.
+/// The Nf4Layout of `count` elements quantized with `options`.
 std::optional<Nf4Layout> nf4LayoutFor(int64_t count,
                                       const Nf4QuantizeOptions &options);
 
