@@ -35,23 +35,37 @@ public:
     b.setInsertionPointToStart(entry);
     Value tokens = entry->getArgument(0), labels = entry->getArgument(1);
 
+    setScope("model.embed_tokens");
     Value embedTable = weight("model.embed_tokens.weight");
     Value hidden =
         toCompute(qlora::EmbeddingOp::create(b, loc, embedTable, tokens));
-    for (int64_t i = 0; i < config.numHiddenLayers; ++i)
-      hidden = decoderLayer(hidden, "model.layers." + std::to_string(i) + ".");
+    for (int64_t i = 0; i < config.numHiddenLayers; ++i) {
+      std::string layer = "model.layers." + std::to_string(i);
+      setScope(layer);
+      hidden = decoderLayer(hidden, layer + ".");
+    }
+    setScope("model.norm");
     hidden = rmsNorm(hidden, "model.norm.weight");
+    setScope("lm_head");
     Value head =
         config.tieWordEmbeddings ? embedTable : weight("lm_head.weight");
     Value logits =
         qlora::LinearOp::create(b, loc, hidden, head, Value(), Value(), nullptr,
                                 nullptr, /*dropout_stream=*/nullptr);
+    setScope("loss");
     Value loss = qlora::CrossEntropyOp::create(b, loc, logits, labels,
                                                /*normalizer=*/Value());
     func::ReturnOp::create(b, loc, loss);
   }
 
 private:
+  /// Ops created from here on are located at the module they belong to
+  /// (`model.layers.3`, ...), so that diagnostics on the in-memory graph
+  /// name it (model.mlir is printed without locations).
+  void setScope(StringRef module) {
+    loc = NameLoc::get(b.getStringAttr(module));
+  }
+
   Value decoderLayer(Value hidden, const std::string &prefix) {
     int64_t heads = config.numAttentionHeads, kvHeads = config.numKeyValueHeads;
     Value normed = rmsNorm(hidden, prefix + "input_layernorm.weight");
