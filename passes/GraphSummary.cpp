@@ -1,12 +1,14 @@
 //===- GraphSummary.cpp - --qlora-graph-summary ---------------------------===//
 //
 // A read-only report of what a training graph will need before memory
-// planning exists: parameters by class and the values of the forward pass.
+// planning exists: parameters by class, the values of the forward pass and
+// the work of one step (CostModelOpInterface).
 //
 //===----------------------------------------------------------------------===//
 #include "passes/Passes.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "llvm/ADT/DenseSet.h"
 #include "llvm/ADT/MapVector.h"
 #include "llvm/Support/Format.h"
 #include "llvm/Support/raw_ostream.h"
@@ -23,19 +25,57 @@ int64_t tensorBytes(RankedTensorType type) {
   return (type.getNumElements() * bits + 7) / 8;
 }
 
-std::string formatBytes(int64_t bytes) {
-  static constexpr const char *kUnits[] = {"B", "KiB", "MiB", "GiB", "TiB"};
-  double value = double(bytes);
-  int unit = 0;
-  while (value >= 1024.0 && unit < 4) {
-    value /= 1024.0;
+/// `value` in the largest of `units` (each `step` times the one before) that
+/// keeps it at least 1, with two decimals past the first unit.
+std::string formatWithUnit(double value, double step,
+                           ArrayRef<const char *> units) {
+  size_t unit = 0;
+  while (value >= step && unit + 1 < units.size()) {
+    value /= step;
     ++unit;
   }
   std::string text;
   llvm::raw_string_ostream os(text);
-  os << llvm::format(unit == 0 ? "%.0f %s" : "%.2f %s", value, kUnits[unit]);
+  os << llvm::format(unit == 0 ? "%.0f %s" : "%.2f %s", value, units[unit]);
   return text;
 }
+
+std::string formatBytes(int64_t bytes) {
+  return formatWithUnit(double(bytes), 1024, {"B", "KiB", "MiB", "GiB", "TiB"});
+}
+
+/// "167.98 KFLOP": decimal prefixes, as FLOP rates are quoted.
+std::string formatFlops(double flops) {
+  return formatWithUnit(flops, 1000,
+                        {"FLOP", "KFLOP", "MFLOP", "GFLOP", "TFLOP", "PFLOP"});
+}
+
+/// FLOPs by step phase and bytes over every op with a cost model.
+///
+/// An op's own phase (getStepPhase) is that of its kind, and the kinds that
+/// serve both passes (add, mul, cast, reshape) say forward. Autodiff uses
+/// them on gradients too (sums of gradients, the VJP of mul), so a forward
+/// op that reads a value the backward pass made is counted as backward.
+/// Ops are visited in program order, definitions before uses.
+struct CostTally {
+  double flops[getMaxEnumValForStepPhase() + 1] = {};
+  int64_t bytes = 0;
+  llvm::DenseSet<Operation *> backward;
+
+  void add(CostModelOpInterface op) {
+    StepPhase phase = op.getStepPhase();
+    if (phase == StepPhase::Forward &&
+        llvm::any_of(op->getOperands(), [&](Value operand) {
+          return backward.contains(operand.getDefiningOp());
+        }))
+      phase = StepPhase::Backward;
+    if (phase == StepPhase::Backward)
+      backward.insert(op);
+    flops[static_cast<size_t>(phase)] += op.getFlops();
+    bytes += op.getBytesAccessed();
+  }
+  double of(StepPhase phase) const { return flops[static_cast<size_t>(phase)]; }
+};
 
 struct Tally {
   int64_t tensors = 0;
@@ -85,8 +125,12 @@ struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
     Tally frozen, lora, forwardValues;
     int64_t shapeOnly = 0;
     llvm::MapVector<StringRef, int64_t> opCounts;
+    CostTally cost;
 
     module.walk([&](Operation *op) {
+      // nf4.dequantize has a cost too (an external model).
+      if (auto costModel = dyn_cast<CostModelOpInterface>(op))
+        cost.add(costModel);
       if (!isa<QloraDialect>(op->getDialect()))
         return;
       ++opCounts[op->getName().getStringRef()];
@@ -149,6 +193,10 @@ struct GraphSummaryPass : impl::QloraGraphSummaryPassBase<GraphSummaryPass> {
         "upper bound on saved activations, before remat and planning");
     int64_t total = frozen.bytes + 4 * lora.bytes + forwardValues.bytes;
     os << "  total before planning: " << formatBytes(total) << "\n";
+    os << "  cost: " << formatFlops(cost.of(StepPhase::Forward)) << " forward, "
+       << formatFlops(cost.of(StepPhase::Backward)) << " backward, "
+       << formatFlops(cost.of(StepPhase::Optimizer)) << " optimizer, "
+       << formatBytes(cost.bytes) << " accessed\n";
     os << "  ops:";
     for (auto &[name, count] : opCounts)
       os << " " << name << "=" << count;

@@ -288,4 +288,23 @@ def QrtPlanMemoryPass : Pass<"qrt-plan-memory", "::mlir::ModuleOp"> {
   ];
 }
 
+def QloraTestCostModelPass : Pass<"qlora-test-cost-model", "::mlir::ModuleOp"> {
+  let summary = "For tests only: remark every op's CostModelOpInterface "
+                "FLOPs and bytes";
+  let description = [{
+    Emits, on every op that implements `CostModelOpInterface`, the remark
+    `flops=<F> bytes=<B> phase=<forward|backward|optimizer>` (FLOPs printed
+    as a whole number), so that lit tests can check the cost model with
+    `-verify-diagnostics`. A `qlora` or `nf4` op without the interface is an
+    error: the remat pass must be able to ask any of them. The IR is left
+    unchanged.
+
+    ```
+    $ qlora-opt step.mlir --qlora-test-cost-model -verify-diagnostics
+    ```
+  }];
+  // Loading qlora attaches the cost models of nf4's ops.
+  let dependentDialects = ["::mlir::qlora::QloraDialect"];
+}
+
 #endif // QLORACC_PASSES_TD

@@ -11,12 +11,18 @@ using namespace mlir::qlora;
 
 #include "dialects/qlora/QloraDialect.cpp.inc"
 
+namespace mlir::qlora {
+/// Gives nf4's ops the CostModelOpInterface (QloraCost.cpp).
+void attachNf4CostModels(MLIRContext *context);
+} // namespace mlir::qlora
+
 void QloraDialect::initialize() {
   registerAttributes();
   addOperations<
 #define GET_OP_LIST
 #include "dialects/qlora/QloraOps.cpp.inc"
       >();
+  attachNf4CostModels(getContext());
 }
 
 /// Checks that a discardable qlora attribute sits on a module and holds an

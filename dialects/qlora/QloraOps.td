@@ -12,11 +12,17 @@ include "mlir/Interfaces/SideEffectInterfaces.td"
 def Qlora_FloatTensor : RankedTensorOf<[AnyFloat]>;
 def Qlora_IndexTensor : RankedTensorOf<[AnySignlessInteger]>;
 
+/// Every qlora op has a cost (QloraCost.cpp). Forward ops keep the default
+/// step phase; backward and optimizer ops declare their own.
+defvar Qlora_Cost = DeclareOpInterfaceMethods<Qlora_CostModelOpInterface>;
+defvar Qlora_CostWithPhase =
+    DeclareOpInterfaceMethods<Qlora_CostModelOpInterface, ["getStepPhase"]>;
+
 //===----------------------------------------------------------------------===//
 // Parameters
 //===----------------------------------------------------------------------===//
 
-def Qlora_WeightOp : Qlora_Op<"weight", [Pure]> {
+def Qlora_WeightOp : Qlora_Op<"weight", [Pure, Qlora_Cost]> {
   let summary = "A frozen parameter of the base model";
   let description = [{
     A frozen tensor, named as in the checkpoint. Its bytes are either in a
@@ -62,7 +68,7 @@ def Qlora_WeightOp : Qlora_Op<"weight", [Pure]> {
   }];
 }
 
-def Qlora_LoraParamOp : Qlora_Op<"lora_param", [Pure]> {
+def Qlora_LoraParamOp : Qlora_Op<"lora_param", [Pure, Qlora_Cost]> {
   let summary = "A trainable LoRA matrix (lora_A or lora_B)";
   let description = [{
     A trainable fp32 matrix with its initialisation: PEFT initialises
@@ -92,12 +98,13 @@ def Qlora_LoraParamOp : Qlora_Op<"lora_param", [Pure]> {
 /// A model op whose result type is inferred: by our C++ (InferTypeOpAdaptor,
 /// which also checks shapes) unless the op passes `InferTypeOpInterface` and
 /// lets ODS derive it from a type constraint.
-/// Every model op is differentiable (QloraVjp.cpp builds its VJP).
+/// Every model op is differentiable (QloraVjp.cpp builds its VJP) and has a
+/// forward cost.
 class Qlora_GraphOp<string mnemonic, list<Trait> traits = [],
                     list<Trait> infer = [InferTypeOpAdaptor]>
     : Qlora_Op<mnemonic, !listconcat([Pure,
-        DeclareOpInterfaceMethods<Qlora_DifferentiableOpInterface>], infer,
-        traits)>;
+        DeclareOpInterfaceMethods<Qlora_DifferentiableOpInterface>,
+        Qlora_Cost], infer, traits)>;
 
 def Qlora_EmbeddingOp : Qlora_GraphOp<"embedding"> {
   let summary = "Token embedding lookup";

@@ -15,9 +15,9 @@
 
 /// A backward op whose gradient results have the types of the forward
 /// values they are gradients of: ODS derives inferReturnTypes from the
-/// AllTypesMatch traits.
+/// AllTypesMatch traits. Its cost belongs to the backward pass.
 class Qlora_GradOp<string mnemonic, list<Trait> traits = []>
-    : Qlora_Op<mnemonic, !listconcat([Pure], traits,
+    : Qlora_Op<mnemonic, !listconcat([Pure, Qlora_CostWithPhase], traits,
         [DeclareOpInterfaceMethods<InferTypeOpInterface>])>;
 
 def Qlora_RmsNormGradOp : Qlora_GradOp<"rms_norm_grad",
@@ -80,7 +80,7 @@ def Qlora_SiluGradOp : Qlora_GradOp<"silu_grad",
 }
 
 def Qlora_LinearGradInputOp : Qlora_Op<"linear_grad_input",
-    [Pure, AttrSizedOperandSegments]> {
+    [Pure, AttrSizedOperandSegments, Qlora_CostWithPhase]> {
   let summary = "d x of linear: dy·W + s·mask ⊙ ((dy·B)·A)";
   let description = [{
     The input gradient of `qlora.linear %x, %w lora(%a, %b)` given `d y`.
@@ -147,7 +147,7 @@ def Qlora_CrossEntropyGradOp : Qlora_GradOp<"cross_entropy_grad",
   let hasVerifier = 1;
 }
 
-def Qlora_CountTargetsOp : Qlora_Op<"count_targets", [Pure]> {
+def Qlora_CountTargetsOp : Qlora_Op<"count_targets", [Pure, Qlora_Cost]> {
   let summary = "Number of shifted labels that are not ignore_index, as f32";
   let description = [{
     The denominator transformers uses for a batch (`num_items_in_batch`):
@@ -165,14 +165,15 @@ def Qlora_CountTargetsOp : Qlora_Op<"count_targets", [Pure]> {
 // Optimizer
 //===----------------------------------------------------------------------===//
 
-def Qlora_GlobalNormOp : Qlora_Op<"global_norm", [Pure]> {
+def Qlora_GlobalNormOp : Qlora_Op<"global_norm", [Pure, Qlora_CostWithPhase]> {
   let summary = "L2 norm over all given gradients, as clip_grad_norm_";
   let arguments = (ins Variadic<Qlora_FloatTensor>:$grads);
   let results = (outs F32:$result);
   let assemblyFormat = "$grads attr-dict `:` type($grads)";
 }
 
-def Qlora_ClipCoefficientOp : Qlora_Op<"clip_coefficient", [Pure]> {
+def Qlora_ClipCoefficientOp : Qlora_Op<"clip_coefficient",
+    [Pure, Qlora_CostWithPhase]> {
   let summary = "min(1, max_norm / (norm + 1e-6)); 1 when max_norm <= 0";
   let arguments = (ins F32:$norm, F32:$max_norm);
   let results = (outs F32:$result);
@@ -180,7 +181,7 @@ def Qlora_ClipCoefficientOp : Qlora_Op<"clip_coefficient", [Pure]> {
 }
 
 def Qlora_AdamWOp : Qlora_Op<"adamw", [MemoryEffects<[MemRead, MemWrite]>,
-    AllTypesMatch<["param", "grad"]>]> {
+    AllTypesMatch<["param", "grad"]>, Qlora_CostWithPhase]> {
   let summary = "One torch.optim.AdamW update of a LoRA parameter, in place";
   let description = [{
     Updates the parameter that `param` reads (a `qlora.lora_param`) and its
