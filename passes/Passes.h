@@ -17,6 +17,10 @@ std::unique_ptr<Pass>
 createNf4QuantizeFrozenPass(const Nf4QuantizeFrozenPassOptions &options,
                             llvm::raw_ostream &report);
 
+/// --qlora-remat that writes its `report` to `report`.
+std::unique_ptr<Pass> createQloraRematPass(const QloraRematPassOptions &options,
+                                           llvm::raw_ostream &report);
+
 } // namespace mlir::qlora
 
 #endif // QLORACC_PASSES_PASSES_H

@@ -172,6 +172,67 @@ def Nf4QuantizeFrozenPass : Pass<"nf4-quantize-frozen", "::mlir::ModuleOp"> {
   ];
 }
 
+def QloraRematPass : Pass<"qlora-remat", "::mlir::ModuleOp"> {
+  let summary = "Recompute saved activations in the backward pass instead of "
+                "keeping them";
+  let description = [{
+    Chooses which forward values of `@train_step` the backward pass reads
+    from memory and which it recomputes, per decoder layer and micro-batch
+    (a *segment*: the ops reading `model.layers.<N>.` parameters and what
+    follows them up to the next layer). The values that cross from one
+    segment to the next (the residual stream at layer inputs) are always
+    kept. A recomputed op is cloned, with the unit attribute
+    `qlora.recompute`, right before the first backward op that reads it;
+    the originals then die with the forward pass. Recomputation is
+    deterministic (LoRA dropout masks are keyed by step and position), so
+    every policy gives bit-identical losses and gradients.
+
+    - `none`: keep everything.
+    - `per-layer`: keep only each layer's input and recompute the layer,
+      which is what Hugging Face's gradient checkpointing does.
+    - `selective`: recompute only what is cheap next to the GEMMs and
+      attention: RMSNorms, SiLU, elementwise products and sums, RoPE and
+      reshapes (in the spirit of Megatron-LM's selective recomputation; our
+      attention kernels already recompute the softmax instead of storing
+      it).
+    - `budget`: the least recompute (FLOPs, from `CostModelOpInterface`)
+      whose planned peak fits `budget` bytes. The step is a chain of
+      identical layers, so a choice is characterised by how many segments
+      are recomputed fully and how many selectively (the earliest segments,
+      whose activations live longest, recompute most). The pass measures
+      the planned peak of `none`, all-`selective` and all-`per-layer` with
+      the real lowering and planner (`--qlora-lower-to-qrt`,
+      `--qrt-plan-memory`, on a copy), interpolates the peak of every
+      (full, selective) count pair from them, and checks the cheapest
+      predicted fits with the planner until one really fits: an exhaustive
+      search over the chain's configurations instead of Checkmate's ILP,
+      exact up to the interpolation that the planner then verifies. A
+      budget below the `per-layer` peak is an error.
+
+    With `report`, prints the policy, the segments by policy, the recompute
+    FLOPs per step and, for `budget`, the planned peaks it measured.
+
+    ```
+    $ qlora-opt step.mlir --qlora-remat="policy=budget budget=25769803776"
+    ```
+  }];
+  let options = [
+    Option<"policy", "policy", "std::string", /*default=*/"\"per-layer\"",
+           "none, per-layer, selective or budget">,
+    Option<"budget", "budget", "int64_t", /*default=*/"0",
+           "With policy=budget: the planned peak to fit, in bytes">,
+    Option<"activationType", "activation-type", "std::string",
+           /*default=*/"\"f32\"",
+           "With policy=budget: the activation type the step will be "
+           "lowered with (as --qlora-lower-to-qrt's)">,
+    Option<"report", "report", "bool", /*default=*/"false",
+           "Print what was recomputed and what it costs">,
+  ];
+  let dependentDialects = [
+    "::mlir::qlora::QloraDialect", "::mlir::qrt::QrtDialect"
+  ];
+}
+
 def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
   let summary = "Bufferize @train_step and select a kernel for every op";
   let description = [{

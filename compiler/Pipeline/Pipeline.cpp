@@ -40,6 +40,17 @@ void qloracc::buildQuantizePipeline(OpPassManager &pm,
                  : qlora::createNf4QuantizeFrozenPass(*options.quantize));
 }
 
+void qloracc::buildRematPipeline(OpPassManager &pm,
+                                 const PipelineOptions &options) {
+  if (!options.remat)
+    return;
+  qlora::QloraRematPassOptions remat = *options.remat;
+  remat.activationType = options.lowering.activationType;
+  pm.addPass(options.rematReport
+                 ? qlora::createQloraRematPass(remat, *options.rematReport)
+                 : qlora::createQloraRematPass(remat));
+}
+
 void qloracc::buildLowerToQrtPipeline(OpPassManager &pm,
                                       const PipelineOptions &options) {
   pm.addPass(qlora::createQloraLowerToQrtPass(options.lowering));
@@ -60,6 +71,7 @@ void qloracc::buildQloraccPipeline(OpPassManager &pm,
     buildGraphCleanupPipeline(pm);
   buildTrainingStepPipeline(pm, options);
   buildQuantizePipeline(pm, options);
+  buildRematPipeline(pm, options);
   buildLowerToQrtPipeline(pm, options);
   buildMemoryPlanPipeline(pm, options);
 }

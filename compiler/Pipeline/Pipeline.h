@@ -39,6 +39,13 @@ struct PipelineOptions {
   /// Where the quantization report goes when quantize->report is set
   /// (standard output when null).
   llvm::raw_ostream *quantizeReport = nullptr;
+  /// --qlora-remat (per-layer by default, as gradient checkpointing), or
+  /// none at all when empty.
+  std::optional<mlir::qlora::QloraRematPassOptions> remat =
+      mlir::qlora::QloraRematPassOptions();
+  /// Where the remat report goes when remat->report is set (standard
+  /// output when null).
+  llvm::raw_ostream *rematReport = nullptr;
   /// --qlora-lower-to-qrt.
   mlir::qlora::QloraLowerToQrtPassOptions lowering;
   /// --qrt-plan-memory.
@@ -46,8 +53,8 @@ struct PipelineOptions {
 };
 
 /// Appends every stage of the compiler, in order, to `pm`: graph cleanup
-/// (and the summary), the training step, NF4 quantization, lowering to qrt,
-/// memory planning.
+/// (and the summary), the training step, NF4 quantization,
+/// rematerialization, lowering to qrt, memory planning.
 /// The module that comes out is what translateToTrainBin takes.
 void buildQloraccPipeline(mlir::OpPassManager &pm,
                           const PipelineOptions &options);
@@ -69,12 +76,17 @@ void buildTrainingStepPipeline(mlir::OpPassManager &pm,
 void buildQuantizePipeline(mlir::OpPassManager &pm,
                            const PipelineOptions &options);
 
-/// Stage 3: --qlora-lower-to-qrt and a check that everything in
+/// Stage 3: --qlora-remat (when options.remat is set), evaluated with the
+/// lowering's activation type.
+void buildRematPipeline(mlir::OpPassManager &pm,
+                        const PipelineOptions &options);
+
+/// Stage 4: --qlora-lower-to-qrt and a check that everything in
 /// @train_step is qrt now.
 void buildLowerToQrtPipeline(mlir::OpPassManager &pm,
                              const PipelineOptions &options);
 
-/// Stage 4: --qrt-plan-memory and a check that every device buffer has an
+/// Stage 5: --qrt-plan-memory and a check that every device buffer has an
 /// offset and the module its qrt.memory_plan.
 void buildMemoryPlanPipeline(mlir::OpPassManager &pm,
                              const PipelineOptions &options);

@@ -65,8 +65,14 @@ LogicalResult QloraDialect::verifyOperationAttribute(Operation *op,
   }
   if (name == kInputAttrName || name == kOutputAttrName)
     return success();
+  if (name == kRecomputeAttrName) {
+    if (!isa<UnitAttr>(attr.getValue()))
+      return op->emitError() << "'" << name << "' must be a unit attribute";
+    return success();
+  }
   return op->emitError() << "unknown qlora attribute '" << name
                          << "'; expected '" << kModelAttrName << "', '"
                          << kLoraAttrName << "', '" << kGradAccumAttrName
-                         << "' or '" << kOptimizerAttrName << "'";
+                         << "', '" << kOptimizerAttrName << "' or '"
+                         << kRecomputeAttrName << "'";
 }

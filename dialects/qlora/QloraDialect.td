@@ -38,6 +38,11 @@ def Qlora_Dialect : Dialect {
     static constexpr ::llvm::StringLiteral kGradAccumAttrName =
         "qlora.grad_accum";
     /// On @train_step: AdamW's betas, epsilon and the runtime defaults.
+    /// On a forward op cloned by --qlora-remat to recompute a value for the
+    /// backward pass (a unit attribute): its results are `recompute`
+    /// buffers.
+    static constexpr ::llvm::StringLiteral kRecomputeAttrName =
+        "qlora.recompute";
     static constexpr ::llvm::StringLiteral kOptimizerAttrName =
         "qlora.optimizer";
     /// Argument/result attributes naming the step's inputs and outputs.

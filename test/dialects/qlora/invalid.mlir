@@ -205,7 +205,7 @@ module attributes {qlora.lora = 3} {
 
 // -----
 
-// expected-error@+1 {{unknown qlora attribute 'qlora.other'; expected 'qlora.model', 'qlora.lora', 'qlora.grad_accum' or 'qlora.optimizer'}}
+// expected-error@+1 {{unknown qlora attribute 'qlora.other'; expected 'qlora.model', 'qlora.lora', 'qlora.grad_accum', 'qlora.optimizer' or 'qlora.recompute'}}
 module attributes {qlora.other = 1} {
 }
 
