@@ -11,6 +11,7 @@
 #include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/StringExtras.h"
+#include "llvm/ADT/StringSet.h"
 #include "llvm/Support/FileSystem.h"
 #include "llvm/Support/FormatVariadic.h"
 #include "llvm/Support/Path.h"
@@ -116,6 +117,45 @@ llvm::Error checkShape(const ModelConfig &config, GraphShape shape) {
   return llvm::Error::success();
 }
 
+/// Sets `config`'s layer count to `numLayers` (--num-layers). A preset takes
+/// any positive count; a checkpoint directory at most its own, and the names
+/// of the frozen tensors of its layers past `numLayers` (with the quant-state
+/// tensors a 4-bit checkpoint stores beside them) are returned, for the
+/// checkpoint check to ignore.
+llvm::Expected<std::vector<std::string>>
+truncateLayers(ModelConfig &config, int64_t numLayers,
+               llvm::StringRef modelDirectory) {
+  if (numLayers <= 0)
+    return importError(
+        llvm::formatv("--num-layers must be positive, got {0}", numLayers)
+            .str());
+  std::vector<std::string> unused;
+  if (modelDirectory.empty()) {
+    config.numHiddenLayers = numLayers;
+    return unused;
+  }
+  if (numLayers > config.numHiddenLayers)
+    return importError(llvm::formatv("{0}: --num-layers {1} exceeds the "
+                                     "checkpoint's num_hidden_layers {2}",
+                                     configPathOf(modelDirectory), numLayers,
+                                     config.numHiddenLayers)
+                           .str());
+  std::vector<FrozenTensor> all = frozenTensors(config);
+  config.numHiddenLayers = numLayers;
+  llvm::StringSet<> used;
+  for (const FrozenTensor &tensor : frozenTensors(config))
+    used.insert(tensor.name);
+  for (const FrozenTensor &tensor : all) {
+    if (used.contains(tensor.name))
+      continue;
+    unused.push_back(tensor.name);
+    if (tensor.linear)
+      for (std::string_view suffix : ::qlora::format::kBnbNf4CompanionSuffixes)
+        unused.push_back(tensor.name + std::string(suffix));
+  }
+  return unused;
+}
+
 } // namespace
 
 llvm::Expected<OwningOpRef<ModuleOp>>
@@ -126,6 +166,15 @@ qloracc::importer::importModel(MLIRContext &context,
   llvm::Expected<ModelConfig> config = resolveConfig(request);
   if (!config)
     return config.takeError();
+  // The layers of a checkpoint beyond --num-layers: present, but not used.
+  std::vector<std::string> unusedLayerTensors;
+  if (request.numLayers) {
+    llvm::Expected<std::vector<std::string>> unused =
+        truncateLayers(*config, *request.numLayers, request.modelDirectory);
+    if (!unused)
+      return unused.takeError();
+    unusedLayerTensors = std::move(*unused);
+  }
 
   bool isTiny = request.preset == "tiny";
   GraphShape shape;
@@ -168,7 +217,7 @@ qloracc::importer::importModel(MLIRContext &context,
   }
 
   // A tied checkpoint may still carry lm_head.weight; transformers ignores it.
-  std::vector<std::string> ignorable;
+  std::vector<std::string> ignorable = std::move(unusedLayerTensors);
   if (config->tieWordEmbeddings)
     ignorable.push_back("lm_head.weight");
   llvm::Expected<std::unique_ptr<Checkpoint>> checkpoint =

@@ -22,6 +22,11 @@ struct ImportRequest {
   bool noWeights = false;
   LoraOptions lora;
   std::optional<int64_t> batch, seq;
+  /// Overrides num_hidden_layers. Any positive count for a preset (the
+  /// `tiny` preset draws weights for every layer); for a model directory at
+  /// most config.json's count: the first N layers' weights are used and the
+  /// checkpoint's other layers are ignored.
+  std::optional<int64_t> numLayers;
   /// Seed of the `tiny` preset's random frozen weights.
   uint64_t weightSeed = 0;
 };

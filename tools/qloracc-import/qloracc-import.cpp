@@ -1,6 +1,7 @@
 //===- qloracc-import.cpp - HF checkpoint or preset to model.mlir ---------===//
 //
-//   qloracc-import <hf-model-dir | --preset NAME> [--lora SPEC] -o model.mlir
+//   qloracc-import <hf-model-dir | --preset NAME> [--lora SPEC]
+//                  [--num-layers N] -o model.mlir
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/Importer/Importer.h"
@@ -50,6 +51,13 @@ static cl::opt<int64_t> seqLength(
     cl::desc("Sequence length (default: 64 for tiny, 2048 for the other "
              "presets, 512 for a directory)"),
     cl::cat(category));
+static cl::opt<int64_t> numLayers(
+    "num-layers",
+    cl::desc("Override num_hidden_layers: any positive count for a preset "
+             "(tiny draws weights for every layer); for a model directory at "
+             "most config.json's, whose first N layers' weights are used and "
+             "the rest of the checkpoint ignored"),
+    cl::value_desc("N"), cl::cat(category));
 static cl::opt<int64_t> seed("seed", cl::desc("Seed of the LoRA init"),
                              cl::init(0), cl::cat(category));
 static cl::opt<uint64_t>
@@ -88,6 +96,8 @@ int main(int argc, char **argv) {
     request.batch = batchSize;
   if (seqLength.getNumOccurrences())
     request.seq = seqLength;
+  if (numLayers.getNumOccurrences())
+    request.numLayers = numLayers;
   request.weightSeed = weightSeed;
 
   mlir::MLIRContext context;
