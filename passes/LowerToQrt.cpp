@@ -57,6 +57,7 @@ Type QrtLowering::getStoredType(Type type, BufferClass bufferClass) const {
     return type;
   switch (bufferClass) {
   case BufferClass::activation:
+  case BufferClass::recompute:
   case BufferClass::gradient:
   case BufferClass::workspace:
   case BufferClass::io:
@@ -64,6 +65,21 @@ Type QrtLowering::getStoredType(Type type, BufferClass bufferClass) const {
   default:
     return type;
   }
+}
+
+BufferClass QrtLowering::refineClass(OpBuilder &builder, Type storedType,
+                                     BufferClass bufferClass) {
+  if (bufferClass == BufferClass::weight && isa<nf4::Nf4TensorType>(storedType))
+    return BufferClass::quantized_weight;
+  if (bufferClass != BufferClass::activation)
+    return bufferClass;
+  // The conversion driver rewrites an op with the insertion point before it,
+  // and no pattern moves it before allocating.
+  Block *block = builder.getInsertionBlock();
+  Block::iterator point = builder.getInsertionPoint();
+  if (block && point != block->end() && point->hasAttr(kRecomputeAttrName))
+    return BufferClass::recompute;
+  return bufferClass;
 }
 
 Value QrtLowering::createBuffer(OpBuilder &builder, Location loc,
@@ -74,9 +90,9 @@ Value QrtLowering::createBuffer(OpBuilder &builder, Location loc,
   int64_t bytes = qrt::getStoredByteSize(storedType).value_or(1);
   return qrt::BufferOp::create(
       builder, loc, qrt::BufferType::get(builder.getContext()),
-      std::max<int64_t>(bytes, 1), kAlignment, bufferClass,
-      qrt::Placement::device, /*offset=*/IntegerAttr(), name,
-      TypeAttr::get(storedType), init, seed);
+      std::max<int64_t>(bytes, 1), kAlignment,
+      refineClass(builder, storedType, bufferClass), qrt::Placement::device,
+      /*offset=*/IntegerAttr(), name, TypeAttr::get(storedType), init, seed);
 }
 
 Value QrtLowering::allocate(OpBuilder &builder, Location loc, Value result,

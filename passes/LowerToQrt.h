@@ -51,7 +51,15 @@ public:
   /// optimizer moments and scalars as they are.
   Type getStoredType(Type type, qrt::BufferClass bufferClass) const;
 
-  /// A new device buffer holding `storedType`, sized from it.
+  /// The class a buffer of `storedType` that a pattern asks for as
+  /// `bufferClass` gets: an `!nf4.tensor` weight is `quantized_weight`, and
+  /// an activation of the op being rewritten is `recompute` when that op
+  /// carries kRecomputeAttrName; every buffer's class is decided here.
+  static qrt::BufferClass refineClass(OpBuilder &builder, Type storedType,
+                                      qrt::BufferClass bufferClass);
+
+  /// A new device buffer holding `storedType`, sized from it, of the class
+  /// refineClass gives `bufferClass`.
   Value createBuffer(OpBuilder &builder, Location loc, Type storedType,
                      qrt::BufferClass bufferClass, StringAttr name = {},
                      Attribute init = {}, IntegerAttr seed = {}) const;
@@ -133,6 +141,10 @@ public:
 
   /// Buffer alignment in bytes that the lowering asks for.
   static constexpr int64_t kAlignment = 64;
+
+  /// The discardable unit attribute `--qlora-remat` puts on the ops it
+  /// recomputes in the backward pass; their results are `recompute` buffers.
+  static constexpr StringLiteral kRecomputeAttrName = "qlora.recompute";
 
 private:
   ModuleOp module;

@@ -310,18 +310,22 @@ def QrtPlanMemoryPass : Pass<"qrt-plan-memory", "::mlir::ModuleOp"> {
                 "liveness";
   let description = [{
     Plans @train_step's device buffers into one arena. Program points are
-    the ops of the body in order; a transient buffer (`activation`,
-    `gradient`, `workspace`) is live from its first to its last use (every
-    launch, copy or paging op that takes it), a persistent one (`weight`,
-    `lora`, `optimizer`, `io`) over the whole program.
+    the instructions the runtime runs, the body's `qrt.launch` and
+    `qrt.copy` ops in order. A transient buffer (`activation`, `recompute`,
+    `gradient`, `workspace`) is live from the first instruction that takes
+    it to the last (nowhere when none does); a persistent one (`weight`,
+    `quantized_weight`, `lora`, `optimizer`, `io`) over the whole program.
+    The runtime measures the same liveness from `train.bin` alone
+    (`qlora-run --memory-report` prints its measured peak next to this one).
 
     Persistent buffers are packed from offset 0 in program order. Transient
     buffers are then placed greedily by decreasing size (ties: earlier first
     use first), each at the start of the smallest gap that fits among the
     buffers already placed whose lifetimes overlap its own, or past the
     last of them: TFLite's ArenaPlanner "greedy by size" with best fit.
-    Offsets are multiples of max(`alignment`, the buffer's alignment) and a
-    buffer occupies its size rounded up to that. The result is deterministic.
+    Offsets are multiples of max(`alignment`, the buffer's alignment), which
+    becomes the buffer's `align`, and a buffer occupies its size rounded up
+    to that. The result is deterministic.
 
     The plan is checked before it is written: two buffers live at the same
     program point never share a byte (an error names both otherwise). Then
@@ -333,17 +337,26 @@ def QrtPlanMemoryPass : Pass<"qrt-plan-memory", "::mlir::ModuleOp"> {
     `arena_size - peak_bytes` the fragmentation. Buffers placed
     `host_pinned` or `paged` are not in the arena and are left alone.
 
+    With `timeline=FILE`, also writes the bytes live at every program point
+    as CSV (replacing FILE atomically): a header, then one row
+    `index,op,kernel,live_bytes,<one column per class>` per instruction
+    (`op` is `launch` or `copy`, `kernel` the launched symbol); the largest
+    `live_bytes` is `peak_bytes`.
+
     With `verify-only`, checks the offsets the buffers already have (those
     without one are skipped) instead of planning, and changes nothing.
 
     ```
-    $ qlora-opt step.mlir --qrt-plan-memory="alignment=256"
+    $ qlora-opt step.mlir --qrt-plan-memory="alignment=256 timeline=live.csv"
     ```
   }];
   let options = [
     Option<"alignment", "alignment", "int64_t", /*default=*/"64",
            "Least alignment of every arena offset, in bytes (a power of "
            "two)">,
+    Option<"timeline", "timeline", "std::string", /*default=*/"",
+           "Write the bytes live per class at every program point to this "
+           "CSV file">,
     Option<"verifyOnly", "verify-only", "bool", /*default=*/"false",
            "Check the existing offsets for overlaps instead of planning">,
   ];

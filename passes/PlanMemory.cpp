@@ -1,13 +1,15 @@
 //===- PlanMemory.cpp - --qrt-plan-memory ---------------------------------===//
 //
 // Static memory planning of @train_step: every device buffer gets an offset
-// in one arena so that buffers live at the same program point never share a
-// byte. Persistent buffers (weights, LoRA matrices, optimizer moments, io)
-// are packed first; transient ones (activations, gradients, workspaces) are
-// placed greedily by size, each into the smallest gap left by the buffers
-// already placed whose lifetimes it overlaps (TFLite's ArenaPlanner
-// "greedy by size" strategy, best fit). The plan is checked before it is
-// kept, and summarised on the module as `qrt.memory_plan`.
+// in one arena so that buffers live at the same program point (a launch or
+// a copy) never share a byte. Persistent buffers (weights, LoRA matrices,
+// optimizer moments, io) are packed first; transient ones (activations,
+// recomputed values, gradients, workspaces) are placed greedily by size,
+// each into the smallest gap left by the buffers already placed whose
+// lifetimes it overlaps (TFLite's ArenaPlanner "greedy by size" strategy,
+// best fit). The plan is checked before it is kept, summarised on the
+// module as `qrt.memory_plan` and, when asked, written out per program point
+// as a CSV timeline.
 //
 //===----------------------------------------------------------------------===//
 #include "dialects/qrt/QrtDialect.h"
@@ -15,7 +17,9 @@
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
 #include "llvm/ADT/STLExtras.h"
+#include "llvm/Support/Error.h"
 #include "llvm/Support/MathExtras.h"
+#include "llvm/Support/raw_ostream.h"
 
 #include <array>
 
@@ -31,7 +35,8 @@ constexpr unsigned kNumClasses = qrt::getMaxEnumValForBufferClass() + 1;
 using ClassBytes = std::array<int64_t, kNumClasses>;
 
 /// One device buffer: its footprint in the arena (size rounded up to its
-/// alignment) and the program points [first, last] it is live at.
+/// alignment) and the program points [first, last] it is live at (none when
+/// first > last).
 struct PlannedBuffer {
   /// A handle; mutable so that diagnostics can be emitted on const plans.
   mutable qrt::BufferOp op;
@@ -46,19 +51,28 @@ struct PlannedBuffer {
   int64_t end() const { return offset + bytes; }
 };
 
-/// The device buffers of `func` with their live ranges over the ops of its
-/// body in program order: a transient buffer from its first to its last use
-/// (just its declaration when it has none), a persistent one over the whole
-/// program.
-SmallVector<PlannedBuffer>
-collectBuffers(func::FuncOp func, int64_t minAlignment, int64_t &numPoints) {
-  llvm::DenseMap<Operation *, int64_t> point;
-  int64_t next = 0;
-  func.walk<WalkOrder::PreOrder>([&](Operation *op) {
-    if (op != func.getOperation())
-      point[op] = next++;
+/// The instructions of `func` (its launches and copies, in order), which
+/// are the plan's program points: what the runtime runs and measures.
+SmallVector<Operation *> collectInstructions(func::FuncOp func) {
+  SmallVector<Operation *> instructions;
+  func.walk([&](Operation *op) {
+    if (isa<qrt::LaunchOp, qrt::CopyOp>(op))
+      instructions.push_back(op);
   });
-  numPoints = std::max<int64_t>(next, 1);
+  return instructions;
+}
+
+/// The device buffers of `func` with their live ranges over `numPoints`
+/// program points, the `instructions`: a transient buffer from the first
+/// instruction that takes it to the last (nowhere when none does), a
+/// persistent one over the whole program.
+SmallVector<PlannedBuffer> collectBuffers(func::FuncOp func,
+                                          ArrayRef<Operation *> instructions,
+                                          int64_t numPoints,
+                                          int64_t minAlignment) {
+  llvm::DenseMap<Operation *, int64_t> point;
+  for (auto [index, op] : llvm::enumerate(instructions))
+    point[op] = int64_t(index);
   SmallVector<PlannedBuffer> buffers;
   func.walk([&](qrt::BufferOp op) {
     if (op.getPlacement() != qrt::Placement::device)
@@ -67,15 +81,15 @@ collectBuffers(func::FuncOp func, int64_t minAlignment, int64_t &numPoints) {
     auto bytes = int64_t(llvm::alignTo(op.getSize(), alignment));
     PlannedBuffer buffer{op, alignment, bytes, 0, numPoints - 1};
     if (!qrt::isPersistent(op.getBufferClass())) {
-      SmallVector<int64_t> uses =
-          llvm::map_to_vector(op->getUsers(), [&](Operation *user) {
-            return point.lookup(func.getBody().findAncestorOpInRegion(*user));
-          });
-      // An unused transient buffer lives only where it is declared.
-      if (uses.empty())
-        uses.push_back(point.lookup(op));
-      buffer.first = *llvm::min_element(uses);
-      buffer.last = *llvm::max_element(uses);
+      buffer.first = numPoints;
+      buffer.last = -1;
+      for (Operation *user : op->getUsers()) {
+        auto it = point.find(user);
+        if (it == point.end())
+          continue;
+        buffer.first = std::min(buffer.first, it->second);
+        buffer.last = std::max(buffer.last, it->second);
+      }
     }
     buffers.push_back(buffer);
   });
@@ -171,31 +185,51 @@ DictionaryAttr getClassDictionary(Builder &builder, const ClassBytes &bytes) {
   return builder.getDictionaryAttr(entries);
 }
 
-/// `{arena_size, peak_bytes, peak_by_class, total_by_class}`: the peak is
-/// the largest sum of footprints live at one program point.
-DictionaryAttr summarisePlan(Builder &builder, ArrayRef<PlannedBuffer> buffers,
-                             int64_t numPoints) {
-  // Per class, footprints added at the first point and removed after the
-  // last, summed in one sweep.
+int64_t sum(const ClassBytes &bytes) {
+  int64_t total = 0;
+  for (int64_t value : bytes)
+    total += value;
+  return total;
+}
+
+/// The footprints live at each of the `numPoints` program points, by class:
+/// each added at its first point and removed after its last, in one sweep.
+SmallVector<ClassBytes> getLiveBytes(ArrayRef<PlannedBuffer> buffers,
+                                     int64_t numPoints) {
   SmallVector<ClassBytes> delta(numPoints + 1, ClassBytes{});
-  ClassBytes total{};
-  int64_t arenaSize = 0;
   for (const PlannedBuffer &buffer : buffers) {
+    if (buffer.first > buffer.last)
+      continue;
     unsigned index = unsigned(buffer.op.getBufferClass());
     delta[buffer.first][index] += buffer.bytes;
     delta[buffer.last + 1][index] -= buffer.bytes;
-    total[index] += buffer.bytes;
+  }
+  SmallVector<ClassBytes> live(numPoints, ClassBytes{});
+  ClassBytes running{};
+  for (int64_t point = 0; point < numPoints; ++point) {
+    for (unsigned i = 0; i < kNumClasses; ++i)
+      running[i] += delta[point][i];
+    live[point] = running;
+  }
+  return live;
+}
+
+/// `{arena_size, peak_bytes, peak_by_class, total_by_class}`: the peak is
+/// the largest sum of footprints live at one program point.
+DictionaryAttr summarisePlan(Builder &builder, ArrayRef<PlannedBuffer> buffers,
+                             ArrayRef<ClassBytes> live) {
+  ClassBytes total{};
+  int64_t arenaSize = 0;
+  for (const PlannedBuffer &buffer : buffers) {
+    total[unsigned(buffer.op.getBufferClass())] += buffer.bytes;
     arenaSize = std::max(arenaSize, buffer.end());
   }
-  ClassBytes live{}, peakByClass{};
+  ClassBytes peakByClass{};
   int64_t peak = 0;
-  for (int64_t point = 0; point < numPoints; ++point) {
-    int64_t sum = 0;
-    for (unsigned i = 0; i < kNumClasses; ++i)
-      sum += live[i] += delta[point][i];
-    if (sum > peak) {
-      peak = sum;
-      peakByClass = live;
+  for (const ClassBytes &bytes : live) {
+    if (sum(bytes) > peak) {
+      peak = sum(bytes);
+      peakByClass = bytes;
     }
   }
   return builder.getDictionaryAttr({
@@ -206,6 +240,33 @@ DictionaryAttr summarisePlan(Builder &builder, ArrayRef<PlannedBuffer> buffers,
       builder.getNamedAttr("total_by_class",
                            getClassDictionary(builder, total)),
   });
+}
+
+/// Writes `index,op,kernel,live_bytes,<class>...`, one row per instruction,
+/// to `path` (through a temporary file renamed over it).
+LogicalResult writeTimeline(ModuleOp module, StringRef path,
+                            ArrayRef<Operation *> instructions,
+                            ArrayRef<ClassBytes> live) {
+  llvm::Error error = llvm::writeToOutput(path, [&](raw_ostream &os) {
+    os << "index,op,kernel,live_bytes";
+    for (unsigned i = 0; i < kNumClasses; ++i)
+      os << ',' << qrt::stringifyBufferClass(BufferClass(i));
+    os << '\n';
+    for (auto [index, op] : llvm::enumerate(instructions)) {
+      auto launch = dyn_cast<qrt::LaunchOp>(op);
+      os << index << ',' << (launch ? "launch" : "copy") << ','
+         << (launch ? launch.getKernel() : StringRef()) << ','
+         << sum(live[index]);
+      for (int64_t bytes : live[index])
+        os << ',' << bytes;
+      os << '\n';
+    }
+    return llvm::Error::success();
+  });
+  if (!error)
+    return success();
+  return module.emitError("cannot write the memory timeline '")
+         << path << "': " << llvm::toString(std::move(error));
 }
 
 struct PlanMemoryPass : impl::QrtPlanMemoryPassBase<PlanMemoryPass> {
@@ -226,9 +287,11 @@ struct PlanMemoryPass : impl::QrtPlanMemoryPassBase<PlanMemoryPass> {
       return signalPassFailure();
     }
 
-    int64_t numPoints = 0;
+    SmallVector<Operation *> instructions = collectInstructions(trainStep);
+    // Without instructions, one point still holds the persistent buffers.
+    int64_t numPoints = std::max<int64_t>(instructions.size(), 1);
     SmallVector<PlannedBuffer> buffers =
-        collectBuffers(trainStep, minAlignment, numPoints);
+        collectBuffers(trainStep, instructions, numPoints, minAlignment);
     if (verifyOnly) {
       // Only the offsets that are there.
       llvm::erase_if(buffers, [](PlannedBuffer &buffer) {
@@ -243,11 +306,17 @@ struct PlanMemoryPass : impl::QrtPlanMemoryPassBase<PlanMemoryPass> {
     if (failed(verifyArenaPlan(buffers)))
       return signalPassFailure();
 
-    for (PlannedBuffer &buffer : buffers)
+    // The runtime reads each buffer's footprint from its size and alignment.
+    for (PlannedBuffer &buffer : buffers) {
       buffer.op.setOffset(buffer.offset);
+      buffer.op.setAlignment(buffer.alignment);
+    }
+    SmallVector<ClassBytes> live = getLiveBytes(buffers, numPoints);
     Builder builder(&getContext());
-    module->setAttr("qrt.memory_plan",
-                    summarisePlan(builder, buffers, numPoints));
+    module->setAttr("qrt.memory_plan", summarisePlan(builder, buffers, live));
+    if (!timeline.empty() &&
+        failed(writeTimeline(module, timeline, instructions, live)))
+      return signalPassFailure();
   }
 };
 

@@ -21,7 +21,9 @@ def Qrt_BufferClass : I32EnumAttr<"BufferClass",
     I32EnumAttrCase<"optimizer", 3>,
     I32EnumAttrCase<"activation", 4>,
     I32EnumAttrCase<"workspace", 5>,
-    I32EnumAttrCase<"io", 6>
+    I32EnumAttrCase<"io", 6>,
+    I32EnumAttrCase<"quantized_weight", 7>,
+    I32EnumAttrCase<"recompute", 8>
   ]> {
   let cppNamespace = "::mlir::qrt";
   let genSpecializedAttr = 0;
@@ -30,11 +32,20 @@ def Qrt_BufferClass : I32EnumAttr<"BufferClass",
 def Qrt_BufferClassAttr : EnumAttr<Qrt_Dialect, Qrt_BufferClass, "class"> {
   let summary = "What a buffer holds";
   let description = [{
-    `weight` (frozen NF4 or bf16 weights), `lora` (trainable LoRA
-    matrices), `gradient`, `optimizer` (AdamW moments), `activation` (saved
-    or recomputed forward values), `workspace` (scratch of one kernel) or
-    `io` (bound by the runtime: token batches, labels, the loss). Written
-    `#qrt.class<activation>`.
+    `quantized_weight` (frozen NF4 weights with their scales: every buffer
+    whose `type` is an `!nf4.tensor`, and only those), `weight` (the other
+    frozen weights, in their dtype: embeddings, norms, an unquantized LM
+    head), `lora` (trainable LoRA matrices), `gradient`, `optimizer` (AdamW
+    moments), `activation` (forward values saved for the backward pass),
+    `recompute` (forward values computed again in the backward pass: results
+    of ops marked `qlora.recompute` by `--qlora-remat`), `workspace` (scratch
+    of one kernel) or `io` (bound by the runtime: token batches, labels, the
+    loss). Written `#qrt.class<activation>`.
+
+    `quantized_weight`, `weight`, `lora`, `optimizer` and `io` buffers are
+    persistent (live over the whole step); the others are transient (live
+    from their first to their last use). Values 0 to 8 are train.bin's
+    `BufferClass` too: new classes are appended.
   }];
   let assemblyFormat = "`<` $value `>`";
 }

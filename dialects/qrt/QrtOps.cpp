@@ -44,11 +44,13 @@ std::optional<int64_t> mlir::qrt::getStoredByteSize(Type type) {
 bool mlir::qrt::isPersistent(BufferClass bufferClass) {
   switch (bufferClass) {
   case BufferClass::weight:
+  case BufferClass::quantized_weight:
   case BufferClass::lora:
   case BufferClass::optimizer:
   case BufferClass::io:
     return true;
   case BufferClass::activation:
+  case BufferClass::recompute:
   case BufferClass::gradient:
   case BufferClass::workspace:
     return false;
@@ -74,6 +76,13 @@ LogicalResult BufferOp::verify() {
       return emitOpError("'size' ")
              << getSize() << " is smaller than the " << *bytes
              << " bytes of its 'type' " << stored;
+    // The memory report counts NF4 bytes by class, so the two must agree.
+    bool quantized = getBufferClass() == BufferClass::quantized_weight;
+    if (quantized != isa<nf4::Nf4TensorType>(stored))
+      return emitOpError("class <")
+             << stringifyBufferClass(getBufferClass()) << "> with 'type' "
+             << stored << ": a buffer stores an !nf4.tensor if and only if "
+             << "its class is <quantized_weight>";
   }
   if (getSeed() && !getInit())
     return emitOpError("'seed' needs an 'init' to seed");

@@ -35,6 +35,11 @@ void argumentRanges(const fb::TrainBin &root, const fb::Instr &instr,
 
 } // namespace
 
+Executor::Executor(const format::TrainBinFile &file, Backend &backend,
+                   const fb::Program &program)
+    : file_(file), backend_(backend), program_(program),
+      liveness_(file.root(), program) {}
+
 std::unique_ptr<Executor> Executor::create(const format::TrainBinFile &file,
                                            Backend &backend,
                                            std::string &error) {
@@ -140,7 +145,12 @@ bool Executor::run(std::string &error, const InstrHook &beforeInstr) {
   const fb::TrainBin &root = file_.root();
   const auto &instrs = *program_.instrs();
   std::vector<ArenaRange> args;
+  liveness_.beginStep();
   for (uint32_t i = 0; i < instrs.size(); ++i) {
+    if (!liveness_.enter(i, error)) {
+      error = file_.path() + ": " + error;
+      return false;
+    }
     if (beforeInstr)
       beforeInstr(i);
     const fb::Instr &instr = *instrs[i];
@@ -154,6 +164,7 @@ bool Executor::run(std::string &error, const InstrHook &beforeInstr) {
     argumentRanges(root, instr, args);
     backend_.launch(instr.kernel(), args);
   }
+  liveness_.endStep();
   return backend_.synchronize(error);
 }
 

@@ -4,11 +4,14 @@
 // every buffer's initial bytes from its section, prepares every launch, then
 // runs the `train_step` program as often as asked. Inputs (tokens, labels,
 // lr, ...) and outputs (loss, grad_norm) are io buffers found by name.
+// While a step runs, ArenaLiveness follows the buffers live at each
+// instruction: the measured peak, and an error if two of them overlap.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_RUNTIME_EXEC_EXECUTOR_H
 #define QLORACC_RUNTIME_EXEC_EXECUTOR_H
 
+#include "runtime/exec/ArenaLiveness.h"
 #include "runtime/exec/Backend.h"
 #include "runtime/format/TrainBin.h"
 
@@ -50,19 +53,26 @@ public:
   /// Index of the first launch of template `name`, if any.
   std::optional<uint32_t> findFirstLaunchOf(std::string_view name) const;
 
-  /// Runs the step program once and waits for it.
+  /// Runs the step program once and waits for it. Fails before running an
+  /// instruction at which two live buffers overlap in the arena.
   bool run(std::string &error, const InstrHook &beforeInstr = nullptr);
+
+  /// The most bytes of arena buffers (sizes rounded up to their alignment)
+  /// live at one instruction of the last step run, as the runtime counts
+  /// them from the program; 0 before the first step. Equals the planned
+  /// memory.peak_bytes of a train.bin that qloracc wrote.
+  uint64_t highWaterBytes() const { return liveness_.highWaterBytes(); }
 
 private:
   Executor(const format::TrainBinFile &file, Backend &backend,
-           const fb::Program &program)
-      : file_(file), backend_(backend), program_(program) {}
+           const fb::Program &program);
 
   bool load(std::string &error);
 
   const format::TrainBinFile &file_;
   Backend &backend_;
   const fb::Program &program_;
+  ArenaLiveness liveness_;
 };
 
 } // namespace qlora::exec

@@ -1,5 +1,4 @@
-//===- MemoryReport.cpp - The memory plan as a table
-//-----------------------===//
+//===- MemoryReport.cpp - The memory plan as a table ----------------------===//
 #include "runtime/exec/MemoryReport.h"
 
 #include "runtime/format/train_generated.h"
@@ -20,12 +19,14 @@ struct Row {
 // The order users read a QLoRA budget in: what the model is, what training
 // adds, what the step needs while it runs.
 constexpr std::array<Row, format::kNumBufferClasses> kRows = {{
-    {format::BufferClass::Weight, "frozen weights"},
+    {format::BufferClass::QuantizedWeight, "NF4 weights + scales"},
+    {format::BufferClass::Weight, "other frozen weights"},
     {format::BufferClass::Lora, "LoRA params"},
     {format::BufferClass::Gradient, "gradients"},
-    {format::BufferClass::Optimizer, "optimizer state"},
+    {format::BufferClass::Optimizer, "AdamW state"},
     {format::BufferClass::Activation, "saved activations"},
-    {format::BufferClass::Workspace, "workspace"},
+    {format::BufferClass::Recompute, "recompute workspace"},
+    {format::BufferClass::Workspace, "kernel workspace"},
     {format::BufferClass::Io, "inputs/outputs"},
 }};
 
@@ -57,6 +58,11 @@ std::string renderMemoryReport(const format::TrainBinMemoryPlan &plan) {
   text += row("fragmentation", train::formatBytes(fragmentation), "");
   text += row("arena", train::formatBytes(plan.arenaSize), "");
   return text;
+}
+
+std::string renderMeasuredPeak(uint64_t measuredBytes, uint64_t plannedBytes) {
+  return "measured peak: " + train::formatBytes(measuredBytes) + " (planned " +
+         train::formatBytes(plannedBytes) + ")\n";
 }
 
 format::TrainBinMemoryPlan memoryPlanOf(const format::TrainBinFile &file) {

@@ -14,8 +14,15 @@
 namespace qlora::exec {
 
 /// "peak: 5.82 GiB" on the first line, then one row per class (bytes live
-/// at the peak and bytes allocated over the whole step) and fragmentation.
+/// at the peak and bytes allocated over the whole step: NF4 weights + scales,
+/// other frozen weights, LoRA params, gradients, AdamW state, saved
+/// activations, recompute workspace, kernel workspace, inputs/outputs),
+/// fragmentation and the arena.
 std::string renderMemoryReport(const format::TrainBinMemoryPlan &plan);
+
+/// "measured peak: 1.19 MiB (planned 1.19 MiB)": the executor's high-water
+/// mark of one step next to the plan's peak.
+std::string renderMeasuredPeak(uint64_t measuredBytes, uint64_t plannedBytes);
 
 /// The plan stored in an open train.bin.
 format::TrainBinMemoryPlan memoryPlanOf(const format::TrainBinFile &file);

@@ -34,6 +34,10 @@ static_assert(static_cast<unsigned>(fb::BufferClass::MAX) + 1 ==
               "BufferClass mirrors fb::BufferClass");
 static_assert(static_cast<uint8_t>(BufferClass::Io) ==
                   static_cast<uint8_t>(fb::BufferClass::Io) &&
+              static_cast<uint8_t>(BufferClass::QuantizedWeight) ==
+                  static_cast<uint8_t>(fb::BufferClass::QuantizedWeight) &&
+              static_cast<uint8_t>(BufferClass::Recompute) ==
+                  static_cast<uint8_t>(fb::BufferClass::Recompute) &&
               static_cast<uint8_t>(BufferClass::Workspace) ==
                   static_cast<uint8_t>(fb::BufferClass::Workspace) &&
               static_cast<uint8_t>(BufferClass::Weight) ==
@@ -47,7 +51,8 @@ static_assert(static_cast<uint8_t>(InstrKind::Launch) ==
 namespace {
 
 constexpr std::array<std::string_view, kNumBufferClasses> kBufferClassNames = {
-    "weight", "lora", "gradient", "optimizer", "activation", "workspace", "io"};
+    "weight",    "lora", "gradient",         "optimizer", "activation",
+    "workspace", "io",   "quantized_weight", "recompute"};
 
 struct DTypePair {
   DType dtype;
@@ -473,6 +478,23 @@ bool Validator::checkLora() {
 
 std::string_view bufferClassName(BufferClass cls) {
   return kBufferClassNames[static_cast<size_t>(cls)];
+}
+
+bool isPersistent(BufferClass cls) {
+  switch (cls) {
+  case BufferClass::Weight:
+  case BufferClass::QuantizedWeight:
+  case BufferClass::Lora:
+  case BufferClass::Optimizer:
+  case BufferClass::Io:
+    return true;
+  case BufferClass::Gradient:
+  case BufferClass::Activation:
+  case BufferClass::Recompute:
+  case BufferClass::Workspace:
+    return false;
+  }
+  return false;
 }
 
 std::optional<BufferClass> parseBufferClass(std::string_view name) {

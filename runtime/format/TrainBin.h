@@ -66,12 +66,18 @@ enum class BufferClass : uint8_t {
   Activation = 4,
   Workspace = 5,
   Io = 6,
+  QuantizedWeight = 7,
+  Recompute = 8,
 };
-inline constexpr unsigned kNumBufferClasses = 7;
+inline constexpr unsigned kNumBufferClasses = 9;
 
 /// "weight", "lora", "gradient", "optimizer", "activation", "workspace",
-/// "io": the spelling of memory reports.
+/// "io", "quantized_weight", "recompute": qrt's spelling (#qrt.class).
 std::string_view bufferClassName(BufferClass cls);
+/// True for the classes live over the whole step (frozen and quantized
+/// weights, LoRA matrices, optimizer moments, io); the others live from the
+/// first instruction that uses them to the last.
+bool isPersistent(BufferClass cls);
 /// The inverse of bufferClassName; std::nullopt for any other string.
 std::optional<BufferClass> parseBufferClass(std::string_view name);
 BufferClass toBufferClass(fb::BufferClass cls);

@@ -1,8 +1,9 @@
-//===- ExecutorTest.cpp - The executor on the CPU backend
-//------------------===//
+//===- ExecutorTest.cpp - The executor on the CPU backend -----------------===//
 //
 // Small hand-written programs run end to end: train.bin written by the
-// format library, loaded, prepared and executed on the CPU backend.
+// format library, loaded, prepared and executed on the CPU backend. The
+// measured peak is also checked on the tiny preset's train.bin, which qloracc
+// writes at build time (QLORA_TINY_TRAIN_BIN).
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/exec/Executor.h"
@@ -144,6 +145,65 @@ TEST_F(ExecutorTest, AFileWithoutAStepProgramIsRefused) {
                           "qloracc -o?");
 }
 
+TEST_F(ExecutorTest, MeasuresTheBytesLiveAtEachInstruction) {
+  // Four 16-byte buffers in 64-byte slots, all live at both launches.
+  auto file = write(addMulProgram());
+  std::string error;
+  auto executor = exec::Executor::create(*file, backend, error);
+  ASSERT_TRUE(executor) << error;
+  EXPECT_EQ(executor->highWaterBytes(), 0u);
+  ASSERT_TRUE(executor->run(error)) << error;
+  EXPECT_EQ(executor->highWaterBytes(), 256u);
+}
+
+TEST_F(ExecutorTest, BuffersNeverLiveTogetherMayShareBytes) {
+  // w = z + b reuses y's bytes: y's last use is the launch before.
+  format::TrainBinDesc desc = addMulProgram();
+  desc.buffers.push_back(floats("w", format::BufferClass::Activation, 4, 128));
+  desc.programs[0].instrs.push_back(
+      format::TrainBinInstrDesc::launch(0, {3, 1, 4}, {1, 1, 1}, {1, 1, 1}));
+  auto file = write(desc);
+  std::string error;
+  auto executor = exec::Executor::create(*file, backend, error);
+  ASSERT_TRUE(executor) << error;
+  ASSERT_TRUE(executor->run(error)) << error;
+  EXPECT_EQ(executor->highWaterBytes(), 256u);
+}
+
+TEST_F(ExecutorTest, BuffersLiveTogetherThatOverlapAreAnError) {
+  format::TrainBinDesc desc = addMulProgram();
+  desc.buffers[2].offset = 64; // y onto b, which is live throughout
+  auto file = write(desc);
+  std::string error;
+  auto executor = exec::Executor::create(*file, backend, error);
+  ASSERT_TRUE(executor) << error;
+  std::vector<uint32_t> seen;
+  EXPECT_FALSE(executor->run(error, [&](uint32_t i) { seen.push_back(i); }));
+  EXPECT_EQ(error, path + ": instruction 0: buffer 2 'y' (activation) at "
+                          "arena bytes [64, 80) overlaps buffer 1 'b' (io) at "
+                          "[64, 80), and both are live here");
+  EXPECT_TRUE(seen.empty());
+}
+
+TEST(MeasuredPeakTest, TheTinyPresetPeaksWhereQloraccPlanned) {
+  std::string error;
+  auto file = format::TrainBinFile::open(QLORA_TINY_TRAIN_BIN, error);
+  ASSERT_TRUE(file) << error;
+  cpu::CpuBackend backend{2};
+  auto executor = exec::Executor::create(*file, backend, error);
+  ASSERT_TRUE(executor) << error;
+  int64_t step = 1;
+  ASSERT_TRUE(executor->write(*executor->findBuffer("step"),
+                              std::as_bytes(std::span(&step, 1)), error));
+  ASSERT_TRUE(executor->run(error)) << error;
+  uint64_t planned = exec::memoryPlanOf(*file).peakBytes;
+  EXPECT_GT(planned, 0u);
+  EXPECT_EQ(executor->highWaterBytes(), planned);
+  // The same again: every step peaks alike.
+  ASSERT_TRUE(executor->run(error)) << error;
+  EXPECT_EQ(executor->highWaterBytes(), planned);
+}
+
 TEST(MemoryReportTest, PeakComesFirstThenOneRowPerClass) {
   format::TrainBinMemoryPlan plan{3 << 20, 2 << 20, {}};
   plan.byClass.push_back({format::BufferClass::Weight, 1 << 20, 1 << 20});
@@ -153,6 +213,22 @@ TEST(MemoryReportTest, PeakComesFirstThenOneRowPerClass) {
   EXPECT_NE(report.find("saved activations"), std::string::npos);
   EXPECT_NE(report.find("5.00 MiB"), std::string::npos);
   EXPECT_NE(report.find("fragmentation"), std::string::npos);
+}
+
+TEST(MemoryReportTest, RowsFollowTheBudgetFromFrozenWeightsToTheArena) {
+  format::TrainBinMemoryPlan plan{1 << 20, 1 << 20, {}};
+  std::string report = exec::renderMemoryReport(plan);
+  size_t at = 0;
+  for (const char *label :
+       {"peak:", "NF4 weights + scales", "other frozen weights", "LoRA params",
+        "gradients", "AdamW state", "saved activations", "recompute workspace",
+        "kernel workspace", "inputs/outputs", "fragmentation", "arena"}) {
+    size_t found = report.find(label, at);
+    ASSERT_NE(found, std::string::npos) << label << " in\n" << report;
+    at = found;
+  }
+  EXPECT_EQ(exec::renderMeasuredPeak(1536, 2048),
+            "measured peak: 1.50 KiB (planned 2.00 KiB)\n");
 }
 
 } // namespace

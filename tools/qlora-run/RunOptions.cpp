@@ -42,7 +42,9 @@ output:
   --metrics FILE         one JSON object per step: step, loss, lr, grad_norm,
                          tokens_per_s, elapsed_s
   --no-progress          no progress bar
-  --memory-report        print the memory plan and exit
+  --memory-report        print the memory plan and the peak measured over
+                         the first step on stdout; without --data, measure
+                         one step on zero inputs and exit
 device:
   --device D             auto|cpu|cuda (default auto: a GPU if one is usable,
                          else the CPU)
@@ -175,7 +177,7 @@ std::optional<RunOptions> parseRunOptions(int argc, char **argv,
     } else if (arg == "--no-progress") {
       options.progress = false;
     } else if (arg == "--memory-report") {
-      options.memoryReportOnly = true;
+      options.memoryReport = true;
     } else if (arg.starts_with("-")) {
       err = "unknown option '" + std::string(arg) + "'";
     } else if (options.trainBin.empty()) {
@@ -190,7 +192,7 @@ std::optional<RunOptions> parseRunOptions(int argc, char **argv,
 
   if (options.trainBin.empty())
     return fail("no train.bin given");
-  if (options.memoryReportOnly)
+  if (options.memoryReport && options.data.empty())
     return options;
   if (options.data.empty())
     return fail("--data is required");

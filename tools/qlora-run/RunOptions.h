@@ -28,7 +28,9 @@ struct RunOptions {
   std::string device = "auto";
   unsigned threads = 0;
   bool progress = true;
-  bool memoryReportOnly = false;
+  /// --memory-report: the plan and the measured peak on stdout; alone (no
+  /// --data), measured over one step on zero inputs, then exit.
+  bool memoryReport = false;
 };
 
 /// Parses argv. On `--help` prints usage to stdout and sets `exitCode` to 0;

@@ -1,5 +1,4 @@
-//===- TrainingLoop.cpp - qlora-run's training loop
-//------------------------===//
+//===- TrainingLoop.cpp - qlora-run's training loop -----------------------===//
 #include "tools/qlora-run/TrainingLoop.h"
 
 #include "runtime/backends/cpu/CpuBackend.h"
@@ -77,6 +76,37 @@ template <typename T> std::span<const std::byte> bytesOf(const T &value) {
   return std::as_bytes(std::span<const T>(&value, 1));
 }
 
+/// "measured peak: ... (planned ...)" for the step `executor` ran last.
+std::string measuredPeakLine(const exec::Executor &executor) {
+  return exec::renderMeasuredPeak(
+      executor.highWaterBytes(), executor.file().root().memory()->peak_bytes());
+}
+
+/// --memory-report: the plan, then the peak measured over one step run on
+/// the zeroed arena (token id 0 everywhere, learning rate 0; the optimizer
+/// step is set to 1 so that AdamW's bias correction stays finite).
+int reportMemory(const format::TrainBinFile &file, const RunOptions &options,
+                 const std::string &report) {
+  std::fputs(report.c_str(), stdout);
+  std::fflush(stdout);
+  std::string error;
+  std::unique_ptr<exec::Backend> backend = createBackend(options, error);
+  if (!backend)
+    return fail(error);
+  std::unique_ptr<exec::Executor> executor =
+      exec::Executor::create(file, *backend, error);
+  if (!executor)
+    return fail(error);
+  int64_t firstStep = 1;
+  if (std::optional<uint32_t> step = executor->findBuffer("step"))
+    if (!executor->write(*step, bytesOf(firstStep), error))
+      return fail(error);
+  if (!executor->run(error))
+    return fail(error);
+  std::fputs(measuredPeakLine(*executor).c_str(), stdout);
+  return 0;
+}
+
 } // namespace
 
 int runTraining(const RunOptions &options) {
@@ -88,10 +118,8 @@ int runTraining(const RunOptions &options) {
   const fb::TrainBin &root = file->root();
 
   std::string report = exec::renderMemoryReport(exec::memoryPlanOf(*file));
-  if (options.memoryReportOnly) {
-    std::fputs(report.c_str(), stdout);
-    return 0;
-  }
+  if (options.memoryReport && options.data.empty())
+    return reportMemory(*file, options, report);
 
   const fb::ModelInfo &model = *root.model();
   int64_t rows = model.batch() * model.grad_accum();
@@ -193,6 +221,10 @@ int runTraining(const RunOptions &options) {
       return fail("step " + std::to_string(step) + ": " + error);
     if (!hookError.empty())
       return fail(hookError);
+    if (step == 1 && options.memoryReport) {
+      std::fputs((report + measuredPeakLine(*executor)).c_str(), stdout);
+      std::fflush(stdout);
+    }
 
     float loss = 0, gradNorm = 0;
     if (!executor->read(io->loss, std::as_writable_bytes(std::span(&loss, 1)),
@@ -227,6 +259,7 @@ int runTraining(const RunOptions &options) {
   std::fprintf(stderr, "qlora-run: %lld steps in %s, final loss %.4f\n",
                (long long)options.steps, train::formatDuration(seconds).c_str(),
                lastLoss);
+  std::fprintf(stderr, "qlora-run: %s", measuredPeakLine(*executor).c_str());
   if (!options.saveAdapter.empty()) {
     if (!lora.saveAdapter(options.saveAdapter, error))
       return fail(error);

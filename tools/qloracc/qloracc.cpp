@@ -1,6 +1,7 @@
 //===- qloracc.cpp - The compiler driver ----------------------------------===//
 //
-//   qloracc model.mlir [-o train.bin] [--memory-report] [--emit-mlir FILE]
+//   qloracc model.mlir [-o train.bin] [--memory-report]
+//           [--memory-timeline FILE.csv] [--emit-mlir FILE]
 //           [--grad-accum N] [--beta1 B] [--beta2 B] [--epsilon E]
 //           [--weight-decay W] [--max-grad-norm G] [--no-summary]
 //           [--quantize nf4|none] [--block-size N] [--no-double-quant]
@@ -9,8 +10,8 @@
 // Parses and verifies a qlora graph, prints its summary, runs the pipeline
 // (training step, NF4 quantization of the frozen linear weights, lowering to
 // qrt, memory planning), prints the memory plan and the quantization report
-// when asked and writes train.bin with -o. On any error: a message, exit
-// status 1 and no output file.
+// and writes the bytes live per instruction when asked, and writes train.bin
+// with -o. On any error: a message, exit status 1 and no output file.
 //
 //===----------------------------------------------------------------------===//
 #include "compiler/Pipeline/Pipeline.h"
@@ -47,6 +48,11 @@ static cl::opt<bool> memoryReport(
     cl::desc("Print the planned device memory: the peak on the first line, "
              "then bytes at the peak and allocated per buffer class"),
     cl::cat(category));
+static cl::opt<std::string> memoryTimeline(
+    "memory-timeline",
+    cl::desc("Write the bytes live at every instruction of the step, per "
+             "buffer class, as CSV (index,op,kernel,live_bytes,<class>...)"),
+    cl::value_desc("file.csv"), cl::cat(category));
 static cl::opt<std::string>
     emitMlir("emit-mlir", cl::desc("Write the IR after the pipeline here"),
              cl::value_desc("file"), cl::cat(category));
@@ -167,6 +173,8 @@ int main(int argc, char **argv) {
   if (printSummary && memoryReport)
     summaryModule = module->clone();
   options.printSummary = printSummary && !summaryModule;
+
+  options.memoryPlan.timeline = memoryTimeline;
 
   mlir::PassManager pm(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
