@@ -77,7 +77,8 @@ BufferClass QrtLowering::refineClass(OpBuilder &builder, Type storedType,
   // and no pattern moves it before allocating.
   Block *block = builder.getInsertionBlock();
   Block::iterator point = builder.getInsertionPoint();
-  if (block && point != block->end() && point->hasAttr(kRecomputeAttrName))
+  if (block && point != block->end() &&
+      point->hasAttr(QloraDialect::kRecomputeAttrName))
     return BufferClass::recompute;
   return bufferClass;
 }

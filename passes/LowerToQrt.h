@@ -53,8 +53,9 @@ public:
 
   /// The class a buffer of `storedType` that a pattern asks for as
   /// `bufferClass` gets: an `!nf4.tensor` weight is `quantized_weight`, and
-  /// an activation of the op being rewritten is `recompute` when that op
-  /// carries kRecomputeAttrName; every buffer's class is decided here.
+  /// an activation of the op being rewritten is `recompute` when
+  /// `--qlora-remat` marked that op `qlora.recompute`; every buffer's class
+  /// is decided here.
   static qrt::BufferClass refineClass(OpBuilder &builder, Type storedType,
                                       qrt::BufferClass bufferClass);
 
@@ -141,10 +142,6 @@ public:
 
   /// Buffer alignment in bytes that the lowering asks for.
   static constexpr int64_t kAlignment = 64;
-
-  /// The discardable unit attribute `--qlora-remat` puts on the ops it
-  /// recomputes in the backward pass; their results are `recompute` buffers.
-  static constexpr StringLiteral kRecomputeAttrName = "qlora.recompute";
 
 private:
   ModuleOp module;
