@@ -9,6 +9,7 @@
 #include "dialects/qrt/QrtDialect.h"
 #include "passes/Passes.h"
 #include "passes/RematSegments.h"
+#include "runtime/train/TextFormat.h"
 
 #include "mlir/Pass/PassManager.h"
 #include "llvm/ADT/StringSwitch.h"
@@ -69,8 +70,8 @@ double segmentFlops(const RematAnalysis &analysis, SegmentPolicy policy) {
   return flops;
 }
 
-std::string formatGiB(int64_t bytes) {
-  return llvm::formatv("{0:f2} GiB", double(bytes) / double(1ull << 30));
+std::string formatSize(int64_t bytes) {
+  return ::qlora::train::formatBytes(uint64_t(bytes));
 }
 
 struct RematPass : impl::QloraRematPassBase<RematPass> {
@@ -184,12 +185,12 @@ private:
       *reportStream << llvm::formatv(
           "remat: budget {0}: planned peak {1} keeping everything, {2} "
           "recomputing selectively, {3} recomputing every layer\n",
-          formatGiB(budget), formatGiB(*none), formatGiB(*selective),
-          formatGiB(*full));
+          formatSize(budget), formatSize(*none), formatSize(*selective),
+          formatSize(*full));
     if (*full > budget) {
       module.emitError("qlora-remat: the budget of ")
-          << formatGiB(budget) << " is below the smallest planned peak, "
-          << formatGiB(*full)
+          << formatSize(budget) << " is below the smallest planned peak, "
+          << formatSize(*full)
           << " (every layer recomputed); raise the budget or lower the "
              "batch or sequence length";
       return failure();
@@ -238,10 +239,10 @@ private:
         if (report)
           *reportStream << llvm::formatv("remat: budget {0}: chose {1} full, "
                                          "{2} selective: planned peak {3}\n",
-                                         formatGiB(budget),
+                                         formatSize(budget),
                                          candidate.counts.full,
                                          candidate.counts.selective,
-                                         formatGiB(*peak));
+                                         formatSize(*peak));
         return candidate.counts;
       }
     }

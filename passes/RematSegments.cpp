@@ -46,6 +46,15 @@ bool isCheapToRecompute(Operation *op) {
   return isa<RmsNormOp, SiluOp, MulOp, AddOp, RopeOp, ReshapeOp, CastOp>(op);
 }
 
+/// A LoRA linear with dropout leaves dropout(x)·Aᵀ for its lora_grad, which
+/// only it can compute (the mask is applied on the way): its clone stays
+/// even when nothing reads its result.
+bool leavesDropoutProduct(Operation *op) {
+  auto linear = dyn_cast<LinearOp>(op);
+  return linear && linear.getLoraA() &&
+         !linear.getDropout().isZero();
+}
+
 double getFlops(Operation *op) {
   if (auto cost = dyn_cast<CostModelOpInterface>(op))
     return cost.getFlops();
@@ -140,9 +149,23 @@ RematAnalysis::getRecomputed(const RematSegment &segment,
   SmallVector<Operation *> ops;
   if (policy == SegmentPolicy::keep)
     return ops;
+  llvm::DenseSet<Operation *> chosen;
   for (Operation *op : segment.ops)
     if (!segment.boundary.contains(op) &&
         (policy == SegmentPolicy::full || isCheapToRecompute(op)))
+      chosen.insert(op);
+  // The input of a LoRA linear with dropout stays where that linear's
+  // forward launch reads it unless the linear is recomputed too: its
+  // lora_grad needs dropout(x)·Aᵀ of the very x it reads, which only that
+  // launch computes.
+  for (Operation *op : segment.ops)
+    if (chosen.contains(op) &&
+        llvm::any_of(op->getUsers(), [&](Operation *user) {
+          return leavesDropoutProduct(user) && !chosen.contains(user);
+        }))
+      chosen.erase(op);
+  for (Operation *op : segment.ops)
+    if (chosen.contains(op))
       ops.push_back(op);
   return ops;
 }
@@ -180,7 +203,7 @@ double RematAnalysis::recompute(ArrayRef<Operation *> recomputed) const {
       });
   double flops = 0;
   for (Operation *clone : llvm::reverse(clones)) {
-    if (clone->use_empty()) {
+    if (clone->use_empty() && !leavesDropoutProduct(clone)) {
       clone->erase();
       continue;
     }

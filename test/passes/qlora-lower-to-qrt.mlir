@@ -587,7 +587,7 @@ func.func @i64_tokens(%tokens: tensor<2x4xi64> {qlora.input = "tokens"}) {
 
 // -----
 
-// NF4: an nf4.constant is one `weight` buffer of its type (the pieces in
+// NF4: an nf4.constant is one `quantized_weight` buffer of its type (the pieces in
 // runtime/format/Nf4Layout.h's layout: 64 codes, 2 absmax codes at 64, the
 // nested absmax at 80, the offset at 96: 112 bytes; without double
 // quantization 64 codes and 2 f32 absmax: 80 bytes), its init the pieces.
@@ -599,10 +599,10 @@ func.func @i64_tokens(%tokens: tensor<2x4xi64> {qlora.input = "tokens"}) {
 // CHECK: qrt.kernel @[[GIN:.*]] template "linear_grad_input" params {accumulate = 0 : i64, in = 8 : i64, out = 16 : i64, rank = 0 : i64, rows = 8 : i64, scaling = 1.000000e+00 : f64, w_block_size = 64 : i64, w_dequant_dtype = "BF16", w_dq_block_size = 256 : i64, w_dtype = "NF4"}
 // CHECK: qrt.kernel @[[DQ:.*]] template "dequantize_nf4" params {n = 128 : i64, to = "F32", w_block_size = 64 : i64, w_dequant_dtype = "F32", w_dq_block_size = 0 : i64}
 // CHECK-LABEL: func.func @nf4_weights()
-// CHECK: %[[W:.*]] = qrt.buffer size 112 align 64 class <weight> placement <device> name "q.weight" type !nf4.tensor<16x8, block = 64, dq = 256> init({absmax = dense<[1, 2]> : tensor<2xui8>, codes = dense<119> : tensor<64x1xui8>, nested_absmax = dense<5.000000e-01> : tensor<1xf32>, offset = 1.000000e+00 : f32}) : !qrt.buffer
+// CHECK: %[[W:.*]] = qrt.buffer size 112 align 64 class <quantized_weight> placement <device> name "q.weight" type !nf4.tensor<16x8, block = 64, dq = 256> init({absmax = dense<[1, 2]> : tensor<2xui8>, codes = dense<119> : tensor<64x1xui8>, nested_absmax = dense<5.000000e-01> : tensor<1xf32>, offset = 1.000000e+00 : f32}) : !qrt.buffer
 // CHECK: %[[Y:.*]] = qrt.buffer {{.*}} class <activation> placement <device> type tensor<2x4x16xf32>
 // CHECK: %[[DX:.*]] = qrt.buffer {{.*}} class <gradient> placement <device> type tensor<2x4x8xf32>
-// CHECK: %[[P:.*]] = qrt.buffer size 80 align 64 class <weight> placement <device> name "constant_0" type !nf4.tensor<16x8, block = 64> init({absmax = dense<2.000000e+00> : tensor<2xf32>, codes = dense<0> : tensor<64x1xui8>})
+// CHECK: %[[P:.*]] = qrt.buffer size 80 align 64 class <quantized_weight> placement <device> name "constant_0" type !nf4.tensor<16x8, block = 64> init({absmax = dense<2.000000e+00> : tensor<2xf32>, codes = dense<0> : tensor<64x1xui8>})
 // CHECK: %[[D:.*]] = qrt.buffer size 512 align 64 class <activation> placement <device> type tensor<16x8xf32>
 // CHECK: qrt.launch @[[FWD]](%{{.*}}, %[[W]], %[[Y]])
 // CHECK: qrt.launch @[[GIN]](%{{.*}}, %[[W]], %[[DX]])

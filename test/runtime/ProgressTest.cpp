@@ -24,6 +24,23 @@ namespace fs = std::filesystem;
 // Text formats
 //===----------------------------------------------------------------------===//
 
+TEST(TextFormatTest, ParsesSizesAsUsersWriteThem) {
+  EXPECT_EQ(parseBytes("4096"), 4096u);
+  EXPECT_EQ(parseBytes("24GiB"), 24ull << 30);
+  EXPECT_EQ(parseBytes("24 GiB"), 24ull << 30);
+  EXPECT_EQ(parseBytes("24G"), 24ull << 30);
+  EXPECT_EQ(parseBytes("48GB"), 48000000000ull);
+  EXPECT_EQ(parseBytes("1.5MiB"), 1572864u);
+  EXPECT_EQ(parseBytes("512KiB"), 512u << 10);
+  EXPECT_EQ(parseBytes("1TiB"), 1ull << 40);
+  EXPECT_EQ(parseBytes(""), std::nullopt);
+  EXPECT_EQ(parseBytes("GiB"), std::nullopt);
+  EXPECT_EQ(parseBytes("24 gigs"), std::nullopt);
+  EXPECT_EQ(parseBytes("-1GiB"), std::nullopt);
+  EXPECT_EQ(parseBytes("0.3B"), std::nullopt);
+  EXPECT_EQ(parseBytes("20000000TiB"), std::nullopt);
+}
+
 TEST(TextFormatTest, FormatsBytesInBinaryUnits) {
   EXPECT_EQ(formatBytes(0), "0 B");
   EXPECT_EQ(formatBytes(1023), "1023 B");

@@ -111,6 +111,36 @@ static cl::opt<bool> quantReport(
              "the bytes before and after and the bits per parameter"),
     cl::cat(category));
 
+// Rematerialization (--qlora-remat) and the activation type it plans for.
+enum class Remat { none, perLayer, selective, budget };
+static cl::opt<Remat> remat(
+    "remat",
+    cl::desc("Which saved activations the backward pass recomputes"),
+    cl::values(
+        clEnumValN(Remat::none, "none", "keep every saved activation"),
+        clEnumValN(Remat::perLayer, "per-layer",
+                   "keep each decoder layer's input, recompute the layer "
+                   "(gradient checkpointing; default)"),
+        clEnumValN(Remat::selective, "selective",
+                   "recompute norms, elementwise ops and RoPE only"),
+        clEnumValN(Remat::budget, "budget",
+                   "the least recompute that fits --remat-budget")),
+    cl::init(Remat::perLayer), cl::cat(category));
+static cl::opt<std::string>
+    rematBudget("remat-budget",
+                cl::desc("With --remat budget: the planned peak to fit, e.g. "
+                         "24GiB, 512MiB, 48GB or bytes"),
+                cl::value_desc("SIZE"), cl::cat(category));
+static cl::opt<bool>
+    rematReport("remat-report",
+                cl::desc("Print what --remat recomputed and what it costs"),
+                cl::cat(category));
+static cl::opt<std::string> activationType(
+    "activation-type",
+    cl::desc("Element type of activations and gradients: f32 (the CPU "
+             "backend, default), bf16 or f16 (GPU; for planning)"),
+    cl::init("f32"), cl::cat(category));
+
 /// Checkpoint reads below this size are quick enough to go unannounced.
 static constexpr uint64_t kAnnouncedWeightBytes = uint64_t(1) << 30;
 /// Passes that take longer than this many seconds are reported on stderr.
@@ -162,10 +192,32 @@ int main(int argc, char **argv) {
     options.quantize->quantizeLmHead = quantizeLmHead;
     options.quantize->report = quantReport;
   }
+  options.lowering.activationType = activationType;
+  if (remat == Remat::none) {
+    options.remat.reset();
+  } else {
+    static constexpr const char *kPolicies[] = {"none", "per-layer",
+                                                "selective", "budget"};
+    options.remat->policy = kPolicies[int(remat.getValue())];
+    options.remat->report = rematReport;
+  }
+  if (!rematBudget.empty()) {
+    std::optional<uint64_t> bytes = qlora::train::parseBytes(rematBudget);
+    if (!bytes || *bytes == 0)
+      return fail("--remat-budget: expected a size such as 24GiB, 512MiB, "
+                  "48GB or a number of bytes, got '" +
+                  rematBudget + "'");
+    if (remat != Remat::budget)
+      return fail("--remat-budget needs --remat budget");
+    options.remat->budget = int64_t(*bytes);
+  } else if (remat == Remat::budget) {
+    return fail("--remat budget needs --remat-budget SIZE");
+  }
   // Printed after the memory report, whose first line is the peak.
   std::string quantReportText;
   raw_string_ostream quantReportStream(quantReportText);
   options.quantizeReport = &quantReportStream;
+  options.rematReport = &quantReportStream;
   // The report's first line is the peak, so with --memory-report the
   // summary of the imported graph (a copy of it) comes after the report.
   bool printSummary = !noSummary;

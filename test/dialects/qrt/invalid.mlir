@@ -348,3 +348,11 @@ func.func @launch_too_much_smem(%b: !qrt.buffer) {
   qrt.launch @k(%b) grid [1, 1, 1] block [32, 1, 1] smem 233472
   return
 }
+
+// -----
+
+func.func @nf4_buffer_of_class_weight() {
+  // expected-error@+1 {{a buffer stores an !nf4.tensor if and only if its class is <quantized_weight>}}
+  %w = qrt.buffer size 80 align 64 class <weight> placement <device> type !nf4.tensor<16x8, block = 64> : !qrt.buffer
+  return
+}
