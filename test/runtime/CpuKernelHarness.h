@@ -22,6 +22,12 @@
 
 namespace qlora::cpu::testing {
 
+/// A pool of `Threads` threads, one per count for the whole test binary.
+template <unsigned Threads> ThreadPool &pool() {
+  static ThreadPool instance(Threads);
+  return instance;
+}
+
 /// One kernel argument: its bytes.
 struct Arg {
   void *data;

@@ -39,24 +39,17 @@ using DVec = std::vector<double>;
 // Harness
 //===----------------------------------------------------------------------===//
 
-ThreadPool &pool4() {
-  static ThreadPool pool(4);
-  return pool;
-}
-ThreadPool &pool1() {
-  static ThreadPool pool(1);
-  return pool;
-}
 
 using testing::Arg;
+using testing::pool;
 using testing::buf;
 using testing::makeParams;
 using testing::one;
 using testing::validate;
 
 void launch(std::string_view name, const KernelParams &params,
-            const std::vector<Arg> &args, ThreadPool &pool = pool4()) {
-  testing::launch(name, params, args, pool);
+            const std::vector<Arg> &args, ThreadPool &threads = pool<4>()) {
+  testing::launch(name, params, args, threads);
 }
 
 Vec randomVec(size_t n, unsigned seed, float scale = 1.0f) {
@@ -118,7 +111,7 @@ bool sameBits(const Vec &a, const Vec &b) {
 //===----------------------------------------------------------------------===//
 
 TEST(CpuThreadPool, RunsEveryIndexOnceInFixedChunks) {
-  for (ThreadPool *pool : {&pool1(), &pool4()}) {
+  for (ThreadPool *pool : {&pool<1>(), &pool<4>()}) {
     std::vector<std::atomic<int>> hits(1000);
     std::mutex mutex;
     std::set<std::pair<int64_t, int64_t>> chunks;
@@ -137,18 +130,18 @@ TEST(CpuThreadPool, RunsEveryIndexOnceInFixedChunks) {
 
 TEST(CpuThreadPool, NestsInlineAndRethrows) {
   std::atomic<int> total{0};
-  pool4().parallelFor(0, 8, 1, [&](int64_t, int64_t) {
-    pool4().parallelFor(0, 10, 3,
+  pool<4>().parallelFor(0, 8, 1, [&](int64_t, int64_t) {
+    pool<4>().parallelFor(0, 10, 3,
                         [&](int64_t lo, int64_t hi) { total += int(hi - lo); });
   });
   EXPECT_EQ(total.load(), 80);
-  EXPECT_THROW(pool4().parallelFor(0, 100, 1,
+  EXPECT_THROW(pool<4>().parallelFor(0, 100, 1,
                                    [](int64_t lo, int64_t) {
                                      if (lo == 57)
                                        throw std::runtime_error("57");
                                    }),
                std::runtime_error);
-  pool4().parallelFor(0, 4, 1, [](int64_t, int64_t) {}); // still usable
+  pool<4>().parallelFor(0, 4, 1, [](int64_t, int64_t) {}); // still usable
   EXPECT_EQ(ThreadPool(3).size(), 3u);
   EXPECT_GE(ThreadPool().size(), 1u);
 }
@@ -608,7 +601,7 @@ TEST(CpuGemm, BlockedStridedProductMatchesNaive) {
     spec.alpha = 0.5f;
     spec.accumulate = true;
     spec.portable = portable;
-    detail::gemm(spec, pool4());
+    detail::gemm(spec, pool<4>());
     DVec scaled = want;
     for (double &v : scaled)
       v = 1 + 0.5 * v;
@@ -1298,7 +1291,7 @@ TEST(CpuKernels, AdamWFollowsTorchForThreeSteps) {
 void expectSameBitsAcrossThreadCounts(
     const std::string &what,
     const std::function<std::vector<Vec>(ThreadPool &)> &body) {
-  std::vector<Vec> one = body(pool1()), four = body(pool4());
+  std::vector<Vec> one = body(pool<1>()), four = body(pool<4>());
   ASSERT_EQ(one.size(), four.size());
   for (size_t i = 0; i < one.size(); ++i)
     EXPECT_TRUE(sameBits(one[i], four[i])) << what << " output " << i;

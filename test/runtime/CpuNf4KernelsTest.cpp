@@ -32,16 +32,9 @@ using Bytes = std::vector<uint8_t>;
 // Harness
 //===----------------------------------------------------------------------===//
 
-ThreadPool &pool1() {
-  static ThreadPool pool(1);
-  return pool;
-}
-ThreadPool &pool3() {
-  static ThreadPool pool(3);
-  return pool;
-}
 
 using testing::Arg;
+using testing::pool;
 using testing::buf;
 using testing::launch;
 using testing::validate;
@@ -217,9 +210,9 @@ void expectNf4MatchesReference(const LinearCase &lc) {
           std::to_string(lc.dropout);
       KernelParams f32 = linearParams(lc, gradInput), nf4 = f32;
       setNf4Params(nf4, c, /*linear=*/true);
-      Vec want = runLinear(lc, gradInput, f32, dense, pool3());
-      Vec got3 = runLinear(lc, gradInput, nf4, w.buffer, pool3());
-      Vec got1 = runLinear(lc, gradInput, nf4, w.buffer, pool1());
+      Vec want = runLinear(lc, gradInput, f32, dense, pool<3>());
+      Vec got3 = runLinear(lc, gradInput, nf4, w.buffer, pool<3>());
+      Vec got1 = runLinear(lc, gradInput, nf4, w.buffer, pool<1>());
       EXPECT_TRUE(sameBits(got3, want)) << what;
       EXPECT_TRUE(sameBits(got1, want)) << what << " (1 thread)";
     }
@@ -265,7 +258,7 @@ TEST(CpuNf4Dequantize, WritesTheReferenceValuesInTheTargetType) {
       params.set("to", std::string(format::dtypeName(to)));
       std::string what =
           describe(c) + " to " + std::string(format::dtypeName(to));
-      for (ThreadPool *pool : {&pool1(), &pool3()}) {
+      for (ThreadPool *pool : {&pool<1>(), &pool<3>()}) {
         if (to == DType::F32) {
           Vec out(static_cast<size_t>(n));
           launch(kernels::kDequantizeNf4, params,
