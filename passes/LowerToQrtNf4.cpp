@@ -43,8 +43,7 @@ bool feedsOnlyLinearWeights(nf4::DequantizeOp dequantize) {
 }
 
 /// The [nf4] parameters of an NF4 tensor dequantized to `element`.
-void addNf4Params(KernelParams &params, nf4::Nf4TensorType type,
-                  Type element) {
+void addNf4Params(KernelParams &params, nf4::Nf4TensorType type, Type element) {
   params.addInt("w_block_size", type.getBlockSize())
       .addInt("w_dq_block_size", type.getDqBlockSize())
       .addString("w_dequant_dtype", getFloatDTypeName(element));
@@ -60,10 +59,10 @@ struct Nf4ConstantLowering : QrtConversionPattern<nf4::ConstantOp> {
     StringAttr name = op.getNameAttr();
     if (!name)
       name = lowering.getConstantName(rewriter);
-    rewriter.replaceOp(op, lowering.createBuffer(
-                               rewriter, op.getLoc(), op.getType(),
-                               BufferClass::weight, name,
-                               op.getValueDictionary()));
+    rewriter.replaceOp(op,
+                       lowering.createBuffer(rewriter, op.getLoc(),
+                                             op.getType(), BufferClass::weight,
+                                             name, op.getValueDictionary()));
     return success();
   }
 };

@@ -178,7 +178,8 @@ private:
     if (doubleQuant && dqBlockSize != Nf4TensorType::kNestedBlockSize)
       return module.emitError("nf4-quantize-frozen: dq-block-size must be ")
              << Nf4TensorType::kNestedBlockSize
-             << " (bitsandbytes' nested blocksize), got " << int64_t(dqBlockSize);
+             << " (bitsandbytes' nested blocksize), got "
+             << int64_t(dqBlockSize);
     return success();
   }
 
@@ -196,9 +197,12 @@ private:
     if (!pieces)
       return weight.emitOpError("cannot quantize '")
              << weight.getName() << "': " << error;
-    QuantizedWeight result{weight, weight.getName().str(),
+    QuantizedWeight result{weight,
+                           weight.getName().str(),
                            getNf4Type(weight.getTensorType()),
-                           std::move(*pieces), {}, int64_t(data->bytes.size())};
+                           std::move(*pieces),
+                           {},
+                           int64_t(data->bytes.size())};
     if (report)
       result.error = format::measureNf4Error(
           data->bytes.data(), data->dtype, data->count, result.pieces,
@@ -239,21 +243,21 @@ private:
     ElementsAttr absmax, nested;
     FloatAttr offset;
     if (type.isDoubleQuantized()) {
-      absmax = moveIntoResource(RankedTensorType::get({type.getNumBlocks()}, u8),
-                                (name + ".absmax").str(),
-                                std::move(pieces.absmaxCodes));
+      absmax = moveIntoResource(
+          RankedTensorType::get({type.getNumBlocks()}, u8),
+          (name + ".absmax").str(), std::move(pieces.absmaxCodes));
       nested = moveIntoResource(
           RankedTensorType::get({type.getNumNestedBlocks()}, f32),
           (name + ".nested_absmax").str(), std::move(pieces.nestedAbsmax));
       offset = builder.getF32FloatAttr(pieces.offset);
     } else {
-      absmax = moveIntoResource(
-          RankedTensorType::get({type.getNumBlocks()}, f32),
-          (name + ".absmax").str(), std::move(pieces.absmax));
+      absmax =
+          moveIntoResource(RankedTensorType::get({type.getNumBlocks()}, f32),
+                           (name + ".absmax").str(), std::move(pieces.absmax));
     }
-    Value constant =
-        nf4::ConstantOp::create(builder, weight.op.getLoc(), type, codes,
-                                absmax, nested, offset, weight.op.getNameAttr());
+    Value constant = nf4::ConstantOp::create(builder, weight.op.getLoc(), type,
+                                             codes, absmax, nested, offset,
+                                             weight.op.getNameAttr());
     replaceWithDequantize(weight.op, constant, weight.op.getTensorType());
   }
 

@@ -36,8 +36,7 @@ std::optional<format::DType> mlir::qlora::getFloatDType(Type elementType) {
 
 /// The bytes of an inline value: a dense_resource blob, or dense elements
 /// (a splat expanded to every element).
-static FailureOr<WeightBytes> getValueBytes(WeightOp weight,
-                                            ElementsAttr value,
+static FailureOr<WeightBytes> getValueBytes(WeightOp weight, ElementsAttr value,
                                             WeightBytes result) {
   if (auto resource = dyn_cast<DenseResourceElementsAttr>(value)) {
     AsmResourceBlob *blob = resource.getRawHandle().getBlob();
@@ -100,9 +99,9 @@ FailureOr<WeightBytes> mlir::qlora::getWeightBytes(WeightOp weight,
   if (tensor->dtype != *dtype || ArrayRef(tensor->shape) != type.getShape())
     return weight.emitOpError("'")
            << weight.getName() << "': tensor '" << source.getKey() << "' in '"
-           << source.getFile() << "' is "
-           << format::dtypeName(tensor->dtype) << " "
-           << format::formatShape(tensor->shape) << ", expected " << type;
+           << source.getFile() << "' is " << format::dtypeName(tensor->dtype)
+           << " " << format::formatShape(tensor->shape) << ", expected "
+           << type;
   result.bytes = std::as_bytes(tensor->bytes);
   result.owner = *file;
   return result;
@@ -115,8 +114,7 @@ mlir::qlora::borrowAsResource(ShapedType type, StringRef name,
   // The element's natural alignment, so that equal pieces print equally
   // wherever they live; bytes borrowed from a mapped file may sit at any
   // offset, so claim no more alignment than they have.
-  size_t alignment =
-      std::max<size_t>(1, type.getElementTypeBitWidth() / 8);
+  size_t alignment = std::max<size_t>(1, type.getElementTypeBitWidth() / 8);
   if (reinterpret_cast<uintptr_t>(bytes.data()) % alignment)
     alignment = 1;
   AsmResourceBlob blob(

@@ -66,8 +66,7 @@ template <typename T>
 DenseResourceElementsAttr moveIntoResource(ShapedType type, StringRef name,
                                            std::vector<T> values) {
   auto owned = std::make_shared<std::vector<T>>(std::move(values));
-  return borrowAsResource(type, name, std::as_bytes(std::span(*owned)),
-                          owned);
+  return borrowAsResource(type, name, std::as_bytes(std::span(*owned)), owned);
 }
 
 } // namespace mlir::qlora

@@ -140,8 +140,8 @@ private:
     int64_t segments = 0;
     for (auto func : module.getOps<func::FuncOp>())
       if (!func.isExternal())
-        segments = std::max<int64_t>(
-            segments, RematAnalysis(func).getSegments().size());
+        segments = std::max<int64_t>(segments,
+                                     RematAnalysis(func).getSegments().size());
     return segments;
   }
 
@@ -217,11 +217,12 @@ private:
     SmallVector<Candidate> candidates;
     for (int64_t f = 0; f <= segments; ++f)
       for (int64_t s = 0; f + s <= segments; ++s) {
-        double predicted =
-            double(*none) - double(f) * savedByFull - double(s) * savedBySelective;
+        double predicted = double(*none) - double(f) * savedByFull -
+                           double(s) * savedBySelective;
         if (predicted <= double(budget))
           candidates.push_back(
-              {{f, s}, double(f) * fullFlops + double(s) * selectiveFlops,
+              {{f, s},
+               double(f) * fullFlops + double(s) * selectiveFlops,
                predicted});
       }
     llvm::stable_sort(candidates, [](const Candidate &a, const Candidate &b) {
@@ -237,12 +238,11 @@ private:
         return failure();
       if (*peak <= budget) {
         if (report)
-          *reportStream << llvm::formatv("remat: budget {0}: chose {1} full, "
-                                         "{2} selective: planned peak {3}\n",
-                                         formatSize(budget),
-                                         candidate.counts.full,
-                                         candidate.counts.selective,
-                                         formatSize(*peak));
+          *reportStream << llvm::formatv(
+              "remat: budget {0}: chose {1} full, "
+              "{2} selective: planned peak {3}\n",
+              formatSize(budget), candidate.counts.full,
+              candidate.counts.selective, formatSize(*peak));
         return candidate.counts;
       }
     }

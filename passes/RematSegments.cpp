@@ -51,8 +51,7 @@ bool isCheapToRecompute(Operation *op) {
 /// even when nothing reads its result.
 bool leavesDropoutProduct(Operation *op) {
   auto linear = dyn_cast<LinearOp>(op);
-  return linear && linear.getLoraA() &&
-         !linear.getDropout().isZero();
+  return linear && linear.getLoraA() && !linear.getDropout().isZero();
 }
 
 double getFlops(Operation *op) {
@@ -133,8 +132,7 @@ RematAnalysis::RematAnalysis(func::FuncOp func) : func(func) {
 
   // Boundaries: results another segment's (or the head's) forward reads.
   for (RematSegment &segment : segments) {
-    llvm::DenseSet<Operation *> members(segment.ops.begin(),
-                                        segment.ops.end());
+    llvm::DenseSet<Operation *> members(segment.ops.begin(), segment.ops.end());
     for (Operation *op : segment.ops)
       for (Operation *user : op->getUsers())
         if (layerOf.contains(user) && !members.contains(user))

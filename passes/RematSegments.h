@@ -73,7 +73,6 @@ private:
   llvm::DenseSet<Operation *> forwardOps;
 };
 
-
 } // namespace mlir::qlora
 
 #endif // QLORACC_PASSES_REMATSEGMENTS_H

@@ -239,9 +239,9 @@ FailureOr<int32_t> InitSectionBuilder::addNf4Pieces(qrt::BufferOp buffer,
   auto copyPiece = [&](StringRef piece, int64_t offset,
                        int64_t bytes) -> LogicalResult {
     std::vector<std::byte> expanded;
-    FailureOr<std::span<const std::byte>> source = getElementBytes(
-        buffer, (name + "." + piece).str(), cast<ElementsAttr>(pieces.get(piece)),
-        bytes, expanded);
+    FailureOr<std::span<const std::byte>> source =
+        getElementBytes(buffer, (name + "." + piece).str(),
+                        cast<ElementsAttr>(pieces.get(piece)), bytes, expanded);
     if (failed(source))
       return failure();
     std::memcpy(data.data() + offset, source->data(), source->size());

@@ -57,8 +57,8 @@ std::optional<uint64_t> parseBytes(std::string_view text) {
   }
   if (digits == 0 || text[0] == '.')
     return std::nullopt;
-  double number = std::strtod(std::string(text.substr(0, digits)).c_str(),
-                              nullptr);
+  double number =
+      std::strtod(std::string(text.substr(0, digits)).c_str(), nullptr);
   std::string_view unit = text.substr(digits);
   if (!unit.empty() && unit.front() == ' ')
     unit.remove_prefix(1);
@@ -66,11 +66,11 @@ std::optional<uint64_t> parseBytes(std::string_view text) {
     std::string_view name;
     double scale;
   };
-  static constexpr Unit kUnits[] = {
-      {"", 1},         {"B", 1},        {"K", 0x1p10},   {"KiB", 0x1p10},
-      {"KB", 1e3},     {"M", 0x1p20},   {"MiB", 0x1p20}, {"MB", 1e6},
-      {"G", 0x1p30},   {"GiB", 0x1p30}, {"GB", 1e9},     {"T", 0x1p40},
-      {"TiB", 0x1p40}, {"TB", 1e12}};
+  static constexpr Unit kUnits[] = {{"", 1},         {"B", 1},    {"K", 0x1p10},
+                                    {"KiB", 0x1p10}, {"KB", 1e3}, {"M", 0x1p20},
+                                    {"MiB", 0x1p20}, {"MB", 1e6}, {"G", 0x1p30},
+                                    {"GiB", 0x1p30}, {"GB", 1e9}, {"T", 0x1p40},
+                                    {"TiB", 0x1p40}, {"TB", 1e12}};
   for (const Unit &candidate : kUnits) {
     if (candidate.name != unit)
       continue;

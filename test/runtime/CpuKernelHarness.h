@@ -1,4 +1,5 @@
-//===- CpuKernelHarness.h - Launching CPU kernels from gtests ----*- C++ -*-===//
+//===- CpuKernelHarness.h - Launching CPU kernels from gtests ----*- C++
+//-*-===//
 //
 // What the CPU kernel tests share: kernel arguments over test vectors,
 // parameters from a list, and validate-then-run launches through the

@@ -39,12 +39,11 @@ using DVec = std::vector<double>;
 // Harness
 //===----------------------------------------------------------------------===//
 
-
 using testing::Arg;
-using testing::pool;
 using testing::buf;
 using testing::makeParams;
 using testing::one;
+using testing::pool;
 using testing::validate;
 
 void launch(std::string_view name, const KernelParams &params,
@@ -131,15 +130,15 @@ TEST(CpuThreadPool, RunsEveryIndexOnceInFixedChunks) {
 TEST(CpuThreadPool, NestsInlineAndRethrows) {
   std::atomic<int> total{0};
   pool<4>().parallelFor(0, 8, 1, [&](int64_t, int64_t) {
-    pool<4>().parallelFor(0, 10, 3,
-                        [&](int64_t lo, int64_t hi) { total += int(hi - lo); });
+    pool<4>().parallelFor(
+        0, 10, 3, [&](int64_t lo, int64_t hi) { total += int(hi - lo); });
   });
   EXPECT_EQ(total.load(), 80);
   EXPECT_THROW(pool<4>().parallelFor(0, 100, 1,
-                                   [](int64_t lo, int64_t) {
-                                     if (lo == 57)
-                                       throw std::runtime_error("57");
-                                   }),
+                                     [](int64_t lo, int64_t) {
+                                       if (lo == 57)
+                                         throw std::runtime_error("57");
+                                     }),
                std::runtime_error);
   pool<4>().parallelFor(0, 4, 1, [](int64_t, int64_t) {}); // still usable
   EXPECT_EQ(ThreadPool(3).size(), 3u);
@@ -218,7 +217,8 @@ TEST(CpuKernelRegistry, RunsEveryKernelOfTheAbi) {
                                   kernels::kGlobalNorm,
                                   kernels::kClipCoefficient,
                                   kernels::kAdamW,
-                                  kernels::kFill,         kernels::kDequantizeNf4};
+                                  kernels::kFill,
+                                  kernels::kDequantizeNf4};
   for (std::string_view name : all)
     EXPECT_NE(findCpuKernel(name), nullptr) << name;
   EXPECT_EQ(cpuKernelNames().size(), std::size(all));

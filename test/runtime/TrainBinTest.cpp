@@ -730,9 +730,9 @@ TEST_F(TrainBinTest, WriterReplacesAnExistingFile) {
 }
 
 TEST(BufferClassTest, NamesRoundTrip) {
-  const char *names[] = {"weight",     "lora",      "gradient",
-                         "optimizer",  "activation", "workspace",
-                         "io",         "quantized_weight", "recompute"};
+  const char *names[] = {
+      "weight",    "lora", "gradient",         "optimizer", "activation",
+      "workspace", "io",   "quantized_weight", "recompute"};
   for (unsigned i = 0; i < kNumBufferClasses; ++i) {
     auto cls = static_cast<BufferClass>(i);
     EXPECT_EQ(bufferClassName(cls), names[i]);

@@ -113,19 +113,19 @@ static cl::opt<bool> quantReport(
 
 // Rematerialization (--qlora-remat) and the activation type it plans for.
 enum class Remat { none, perLayer, selective, budget };
-static cl::opt<Remat> remat(
-    "remat",
-    cl::desc("Which saved activations the backward pass recomputes"),
-    cl::values(
-        clEnumValN(Remat::none, "none", "keep every saved activation"),
-        clEnumValN(Remat::perLayer, "per-layer",
-                   "keep each decoder layer's input, recompute the layer "
-                   "(gradient checkpointing; default)"),
-        clEnumValN(Remat::selective, "selective",
-                   "recompute norms, elementwise ops and RoPE only"),
-        clEnumValN(Remat::budget, "budget",
-                   "the least recompute that fits --remat-budget")),
-    cl::init(Remat::perLayer), cl::cat(category));
+static cl::opt<Remat>
+    remat("remat",
+          cl::desc("Which saved activations the backward pass recomputes"),
+          cl::values(
+              clEnumValN(Remat::none, "none", "keep every saved activation"),
+              clEnumValN(Remat::perLayer, "per-layer",
+                         "keep each decoder layer's input, recompute the layer "
+                         "(gradient checkpointing; default)"),
+              clEnumValN(Remat::selective, "selective",
+                         "recompute norms, elementwise ops and RoPE only"),
+              clEnumValN(Remat::budget, "budget",
+                         "the least recompute that fits --remat-budget")),
+          cl::init(Remat::perLayer), cl::cat(category));
 static cl::opt<std::string>
     rematBudget("remat-budget",
                 cl::desc("With --remat budget: the planned peak to fit, e.g. "
