@@ -175,10 +175,11 @@ private:
     FailureOr<int64_t> none = plannedPeak({});
     if (failed(none))
       return failure();
-    if (*none <= budget || segments == 0)
+    if (*none <= budget)
       return SegmentCounts();
-    FailureOr<int64_t> full = plannedPeak({segments, 0});
-    FailureOr<int64_t> selective = plannedPeak({0, segments});
+    // Without decoder layers there is nothing to recompute.
+    FailureOr<int64_t> full = segments ? plannedPeak({segments, 0}) : none;
+    FailureOr<int64_t> selective = segments ? plannedPeak({0, segments}) : none;
     if (failed(full) || failed(selective))
       return failure();
     if (report)

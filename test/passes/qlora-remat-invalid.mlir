@@ -1,3 +1,16 @@
+// RUN: qlora-opt %s -verify-diagnostics --qlora-remat="policy=budget budget=64"
+
+// A budget below what recomputing every layer can reach is an error at the module,
+// with both sizes. (This step has no decoder layer to recompute.)
+// expected-error@below {{qlora-remat: the budget of 64 B is below the smallest planned peak, 1.25 KiB (every layer recomputed); raise the budget or lower the batch or sequence length}}
+module {
+  func.func @train_step(%x: tensor<2x4x8xf32> {qlora.input = "x"}) {
+    %w = qlora.weight "q.weight" value dense<0.5> : tensor<16x8xf32> : tensor<16x8xf32>
+    %y = qlora.linear %x, %w : tensor<2x4x8xf32>, tensor<16x8xf32>
+    return
+  }
+}
+
 // Bad options, reported at the module before anything changes.
 // RUN: qloracc-import --preset tiny --lora r=4,alpha=8,targets=all-linear --seq 8 -o %t.mlir
 // RUN: not qlora-opt %t.mlir --qlora-build-training-step --qlora-remat=policy=sometimes 2>&1 | FileCheck %s --check-prefix=POLICY
