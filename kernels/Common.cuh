@@ -1,0 +1,139 @@
+//===- Common.cuh - What every CUDA kernel template shares -----*- CUDA -*-===//
+//
+// Element conversions, packed vector loads and block reductions. Every
+// template in kernels/ is instantiated with a `Config` struct that the
+// compiler generates from a `qrt.kernel`'s static parameters
+// (kernels/CudaKernelSource.cpp): shapes and scalars are `static constexpr`
+// there, so loops over them unroll and divisions become shifts.
+//
+// Conventions: activations and gradients are `Config::T` (float or
+// __nv_bfloat16), arithmetic is fp32 (double where the CPU kernel needs
+// it), LoRA weights and optimizer state are fp32. Buffers are 16-byte
+// aligned (the CUDA arena aligns every range): packed loads rely on it.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QLORACC_KERNELS_COMMON_CUH
+#define QLORACC_KERNELS_COMMON_CUH
+
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+
+namespace qlora::cuda {
+
+using Index = long long;
+constexpr int kWarpSize = 32;
+
+__device__ __forceinline__ float toFloat(float v) { return v; }
+__device__ __forceinline__ float toFloat(__nv_bfloat16 v) {
+  return __bfloat162float(v);
+}
+__device__ __forceinline__ float toFloat(__half v) { return __half2float(v); }
+
+/// `v` rounded to T, to nearest even.
+template <typename T> __device__ __forceinline__ T fromFloat(float v);
+template <> __device__ __forceinline__ float fromFloat<float>(float v) {
+  return v;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 fromFloat<__nv_bfloat16>(float v) {
+  return __float2bfloat16_rn(v);
+}
+template <> __device__ __forceinline__ __half fromFloat<__half>(float v) {
+  return __float2half_rn(v);
+}
+
+/// `Width` consecutive elements, loaded and stored as one vector access.
+template <typename T, int Width> struct alignas(sizeof(T) * Width) Pack {
+  T v[Width];
+};
+
+/// Elements [i, i + Width) of `p` widened to float.
+template <int Width, typename T>
+__device__ __forceinline__ void loadFloats(const T *p, Index i,
+                                           float (&out)[Width]) {
+  Pack<T, Width> pack = *reinterpret_cast<const Pack<T, Width> *>(p + i);
+#pragma unroll
+  for (int k = 0; k < Width; ++k)
+    out[k] = toFloat(pack.v[k]);
+}
+
+template <int Width, typename T>
+__device__ __forceinline__ void storeFloats(T *p, Index i,
+                                            const float (&in)[Width]) {
+  Pack<T, Width> pack;
+#pragma unroll
+  for (int k = 0; k < Width; ++k)
+    pack.v[k] = fromFloat<T>(in[k]);
+  *reinterpret_cast<Pack<T, Width> *>(p + i) = pack;
+}
+
+/// fn(v) for every vector index v in [0, Vectors), over the whole grid.
+template <Index Vectors, typename Fn>
+__device__ __forceinline__ void forEachVector(Fn fn) {
+  const Index stride = Index(gridDim.x) * blockDim.x;
+  for (Index v = Index(blockIdx.x) * blockDim.x + threadIdx.x; v < Vectors;
+       v += stride)
+    fn(v);
+}
+
+struct SumOp {
+  template <typename V> __device__ V operator()(V a, V b) const {
+    return a + b;
+  }
+};
+struct MaxOp {
+  __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
+};
+
+template <typename V, typename Op>
+__device__ __forceinline__ V warpReduce(V v, Op op) {
+#pragma unroll
+  for (int offset = kWarpSize / 2; offset > 0; offset >>= 1)
+    v = op(v, __shfl_xor_sync(0xffffffffu, v, offset));
+  return v;
+}
+
+/// The reduction of `v` over a block of Threads threads, returned to every
+/// thread. The tree order is fixed, so the result is deterministic.
+template <int Threads, typename V, typename Op>
+__device__ __forceinline__ V blockReduce(V v, Op op) {
+  static_assert(Threads % kWarpSize == 0 && Threads <= 1024,
+                "a block is whole warps");
+  constexpr int kWarps = Threads / kWarpSize;
+  __shared__ V partial[kWarps];
+  v = warpReduce(v, op);
+  if constexpr (kWarps == 1)
+    return v;
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  if (lane == 0)
+    partial[warp] = v;
+  __syncthreads();
+  v = partial[lane < kWarps ? lane : 0];
+  v = warpReduce(v, op);
+  __syncthreads(); // `partial` may be reused by the next call
+  return v;
+}
+
+/// True in exactly one block, the last of the grid to call it: the block
+/// that combines what the others wrote to global memory (each thread's
+/// writes are fenced before the count). `counter` is reset for the next
+/// launch. Launches of one instantiation must not overlap.
+__device__ __forceinline__ bool isLastBlock(unsigned *counter) {
+  __shared__ bool last;
+  __threadfence();
+  __syncthreads();
+  if (threadIdx.x == 0) {
+    unsigned done = atomicAdd(counter, 1u);
+    last = done == gridDim.x - 1;
+    if (last)
+      *counter = 0;
+  }
+  __syncthreads();
+  if (last)
+    __threadfence();
+  return last;
+}
+
+} // namespace qlora::cuda
+
+#endif // QLORACC_KERNELS_COMMON_CUH
