@@ -3,8 +3,8 @@
 // A small HAL in the spirit of IREE's: one arena of device memory, copies in
 // and out of it, kernel launches on byte ranges of it, and a barrier. The
 // CPU backend runs KernelAbi.h's kernels with reference C++; the CUDA backend
-// (a later issue) launches the CUBINs that train.bin carries. Both run the
-// same step program.
+// launches the CUBIN/PTX images that train.bin carries. Both run the same
+// step program.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_RUNTIME_EXEC_BACKEND_H
@@ -12,6 +12,7 @@
 
 #include "runtime/format/KernelParams.h"
 
+#include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
@@ -24,6 +25,14 @@ namespace qlora::exec {
 struct ArenaRange {
   uint64_t offset = 0;
   uint64_t bytes = 0;
+};
+
+/// The grid, block and dynamic shared memory of one launch instruction
+/// (train.fbs Instr.grid/block/smem; missing dimensions are 1).
+struct LaunchGeometry {
+  std::array<uint32_t, 3> grid{1, 1, 1};
+  std::array<uint32_t, 3> block{1, 1, 1};
+  uint32_t sharedBytes = 0;
 };
 
 class Backend {
@@ -48,6 +57,13 @@ public:
                              std::string &error) = 0;
 
   virtual void launch(uint32_t kernel, std::span<const ArenaRange> args) = 0;
+  /// launch() with the instruction's grid, block and shared memory, which
+  /// the executor always calls. The CPU backend chooses its own threading
+  /// and keeps this default; the CUDA backend launches on `geometry`.
+  virtual void launchOnGrid(uint32_t kernel, const LaunchGeometry &geometry,
+                            std::span<const ArenaRange> args) {
+    launch(kernel, args);
+  }
 
   virtual void upload(uint64_t offset, std::span<const std::byte> bytes) = 0;
   virtual void download(uint64_t offset, std::span<std::byte> bytes) = 0;

@@ -35,6 +35,20 @@ void argumentRanges(const fb::TrainBin &root, const fb::Instr &instr,
 
 } // namespace
 
+LaunchGeometry launchGeometry(const fb::Instr &instr) {
+  LaunchGeometry geometry;
+  auto fill = [](const flatbuffers::Vector<uint32_t> *dims,
+                 std::array<uint32_t, 3> &out) {
+    if (dims)
+      for (uint32_t i = 0; i < dims->size() && i < out.size(); ++i)
+        out[i] = dims->Get(i);
+  };
+  fill(instr.grid(), geometry.grid);
+  fill(instr.block(), geometry.block);
+  geometry.sharedBytes = instr.smem();
+  return geometry;
+}
+
 Executor::Executor(const format::TrainBinFile &file, Backend &backend,
                    const fb::Program &program)
     : file_(file), backend_(backend), program_(program),
@@ -162,7 +176,7 @@ bool Executor::run(std::string &error, const InstrHook &beforeInstr) {
       continue;
     }
     argumentRanges(root, instr, args);
-    backend_.launch(instr.kernel(), args);
+    backend_.launchOnGrid(instr.kernel(), launchGeometry(instr), args);
   }
   liveness_.endStep();
   return backend_.synchronize(error);

@@ -26,9 +26,13 @@
 namespace qlora::fb {
 struct Program;
 struct Buffer;
+struct Instr;
 } // namespace qlora::fb
 
 namespace qlora::exec {
+
+/// The grid, block and shared memory of a launch instruction.
+LaunchGeometry launchGeometry(const fb::Instr &instr);
 
 class Executor {
 public:

@@ -2,6 +2,7 @@
 #include "tools/qlora-run/TrainingLoop.h"
 
 #include "runtime/backends/cpu/CpuBackend.h"
+#include "runtime/backends/cuda/CudaBackend.h"
 #include "runtime/data/TokenDataset.h"
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/LoraState.h"
@@ -28,15 +29,24 @@ int fail(const std::string &message) {
   return 1;
 }
 
-/// The backend --device asks for. The CUDA backend arrives with its own
-/// issue; until then `cuda` is refused plainly and `auto` means the CPU.
-std::unique_ptr<exec::Backend> createBackend(const RunOptions &options,
+/// The backend --device asks for: `cpu`; `cuda`, or its failure (no driver,
+/// no GPU, no image for this GPU in train.bin) as the error; `auto`, CUDA
+/// when it can run this train.bin, else the CPU, saying why on stderr.
+std::unique_ptr<exec::Backend> createBackend(const format::TrainBinFile &file,
+                                             const RunOptions &options,
                                              std::string &error) {
+  if (options.device == "cpu")
+    return std::make_unique<cpu::CpuBackend>(options.threads);
+  cuda::CudaFailure failure;
+  if (std::unique_ptr<cuda::CudaBackend> backend =
+          cuda::CudaBackend::create(file, failure))
+    return backend;
   if (options.device == "cuda") {
-    error = "--device cuda: this qlora-run has no CUDA backend yet; use "
-            "--device cpu (or auto)";
+    error = "--device cuda: " + failure.message;
     return nullptr;
   }
+  std::fprintf(stderr, "qlora-run: %s; running on the CPU\n",
+               failure.summary().c_str());
   return std::make_unique<cpu::CpuBackend>(options.threads);
 }
 
@@ -90,7 +100,7 @@ int reportMemory(const format::TrainBinFile &file, const RunOptions &options,
   std::fputs(report.c_str(), stdout);
   std::fflush(stdout);
   std::string error;
-  std::unique_ptr<exec::Backend> backend = createBackend(options, error);
+  std::unique_ptr<exec::Backend> backend = createBackend(file, options, error);
   if (!backend)
     return fail(error);
   std::unique_ptr<exec::Executor> executor =
@@ -144,7 +154,7 @@ int runTraining(const RunOptions &options) {
   if (!schedule)
     return fail(error);
 
-  std::unique_ptr<exec::Backend> backend = createBackend(options, error);
+  std::unique_ptr<exec::Backend> backend = createBackend(*file, options, error);
   if (!backend)
     return fail(error);
   std::unique_ptr<exec::Executor> executor =
