@@ -294,62 +294,59 @@ namespace {
 
 /// bitsandbytes' CPU kernel for the 8-bit step of double quantization
 /// (quantize_cpu in csrc/cpu_ops.cpp, which quantize_blockwise runs on the
-/// CPU): no search, but a 65536-entry table over [-1, 1] built from the
-/// code's midpoints, so a value near a midpoint can land on the farther
-/// code. Restated step by step, every step rounded to fp32.
-class NestedCodeTable {
-public:
-  static constexpr int kSize = 65536;
+/// CPU): no search, but nestedQuantizeLut()'s table over [-1, 1] built from
+/// the code's midpoints, so a value near a midpoint can land on the farther
+/// code. Restated step by step, every step rounded to fp32. Per block:
+/// absmax = max|x|; x * (1 / absmax) clamped to [-1, 1] maps to entry
+/// trunc((v + 1) * 0.5 * 65535 + 0.5). A block of zeros gets absmax 0 and
+/// code 0 (the kernel's 0/0).
+void quantizeNested(std::span<const float> values, int64_t blocksize,
+                    std::vector<uint8_t> &codes, std::vector<float> &absmax) {
+  const std::array<uint8_t, kNestedLutSize> &lut = nestedQuantizeLut();
+  size_t n = values.size();
+  size_t block = static_cast<size_t>(blocksize);
+  codes.assign(n, 0);
+  absmax.clear();
+  for (size_t start = 0; start < n; start += block) {
+    size_t end = std::min(n, start + block);
+    float blockMax = 0.0f;
+    for (size_t i = start; i < end; ++i)
+      blockMax = std::max(blockMax, std::fabs(values[i]));
+    absmax.push_back(blockMax);
+    if (blockMax == 0.0f)
+      continue;
+    float inverse = 1.0f / blockMax;
+    for (size_t i = start; i < end; ++i) {
+      float t = std::clamp(values[i] * inverse, -1.0f, 1.0f) + 1.0f;
+      t = t * 0.5f;
+      t = t * static_cast<float>(kNestedLutSize - 1);
+      t = t + 0.5f;
+      codes[i] = lut[static_cast<uint32_t>(t)];
+    }
+  }
+}
 
-  explicit NestedCodeTable(std::span<const float> code) {
-    // Entry i covers -1 + 2i/65535 and holds the number of midpoints
-    // strictly below it (build_quantize_lut).
+} // namespace
+
+const std::array<uint8_t, kNestedLutSize> &nestedQuantizeLut() {
+  static const std::array<uint8_t, kNestedLutSize> table = [] {
+    std::array<uint8_t, kNestedLutSize> lut{};
+    const std::vector<float> code = createDynamicMap(true);
     std::vector<float> bounds(code.size() - 1);
     for (size_t i = 0; i + 1 < code.size(); ++i)
       bounds[i] = 0.5f * (code[i] + code[i + 1]);
     size_t index = 0;
-    for (int i = 0; i < kSize; ++i) {
+    for (int i = 0; i < kNestedLutSize; ++i) {
       float twice = 2.0f * static_cast<float>(i);
-      float value = -1.0f + twice / static_cast<float>(kSize - 1);
+      float value = -1.0f + twice / static_cast<float>(kNestedLutSize - 1);
       while (index < bounds.size() && bounds[index] < value)
         ++index;
-      table[i] = static_cast<uint8_t>(index);
+      lut[i] = static_cast<uint8_t>(index);
     }
-  }
-
-  /// Per block: absmax = max|x|; x * (1 / absmax) clamped to [-1, 1] maps
-  /// to entry trunc((v + 1) * 0.5 * 65535 + 0.5). A block of zeros gets
-  /// absmax 0 and code 0 (the kernel's 0/0).
-  void quantize(std::span<const float> values, int64_t blocksize,
-                std::vector<uint8_t> &codes, std::vector<float> &absmax) const {
-    size_t n = values.size();
-    size_t block = static_cast<size_t>(blocksize);
-    codes.assign(n, 0);
-    absmax.clear();
-    for (size_t start = 0; start < n; start += block) {
-      size_t end = std::min(n, start + block);
-      float blockMax = 0.0f;
-      for (size_t i = start; i < end; ++i)
-        blockMax = std::max(blockMax, std::fabs(values[i]));
-      absmax.push_back(blockMax);
-      if (blockMax == 0.0f)
-        continue;
-      float inverse = 1.0f / blockMax;
-      for (size_t i = start; i < end; ++i) {
-        float t = std::clamp(values[i] * inverse, -1.0f, 1.0f) + 1.0f;
-        t = t * 0.5f;
-        t = t * static_cast<float>(kSize - 1);
-        t = t + 0.5f;
-        codes[i] = table[static_cast<uint32_t>(t)];
-      }
-    }
-  }
-
-private:
-  std::array<uint8_t, kSize> table{};
-};
-
-} // namespace
+    return lut;
+  }();
+  return table;
+}
 
 float torchMeanF32(std::span<const float> values) {
   return torchSumF32(values) / static_cast<float>(values.size());
@@ -374,8 +371,7 @@ std::optional<DoubleQuantized> doubleQuantize(std::span<const float> absmax,
   std::vector<float> centered(absmax.size());
   for (size_t i = 0; i < absmax.size(); ++i)
     centered[i] = absmax[i] - result.offset;
-  static const NestedCodeTable table(createDynamicMap(true));
-  table.quantize(centered, nestedBlocksize, result.codes, result.nestedAbsmax);
+  quantizeNested(centered, nestedBlocksize, result.codes, result.nestedAbsmax);
   return result;
 }
 

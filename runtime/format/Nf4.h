@@ -49,6 +49,13 @@ inline constexpr int64_t kNf4NestedBlocksize = 256;
 /// (one fused multiply-add per value) and fp32 products.
 std::vector<float> createDynamicMap(bool isSigned = true);
 
+/// bitsandbytes' CPU lookup table for the nested 8-bit step
+/// (build_quantize_lut over the signed dynamic map): entry i covers
+/// -1 + 2i/65535 and holds the number of code midpoints strictly below it.
+/// Built once, on first use.
+inline constexpr int kNestedLutSize = 65536;
+const std::array<uint8_t, kNestedLutSize> &nestedQuantizeLut();
+
 /// The result of quantizeNf4.
 struct Nf4Quantized {
   /// ceil(n/2) bytes; element 2i in the high nibble of byte i, element 2i+1

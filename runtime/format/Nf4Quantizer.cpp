@@ -90,22 +90,7 @@ private:
 /// range of nested blocks so that threads can share the work.
 class NestedQuantizer {
 public:
-  static constexpr int kSize = 65536;
-
-  NestedQuantizer() {
-    const std::vector<float> code = createDynamicMap(true);
-    std::vector<float> bounds(code.size() - 1);
-    for (size_t i = 0; i + 1 < code.size(); ++i)
-      bounds[i] = 0.5f * (code[i] + code[i + 1]);
-    size_t index = 0;
-    for (int i = 0; i < kSize; ++i) {
-      const float twice = 2.0f * static_cast<float>(i);
-      const float value = -1.0f + twice / static_cast<float>(kSize - 1);
-      while (index < bounds.size() && bounds[index] < value)
-        ++index;
-      table[i] = static_cast<uint8_t>(index);
-    }
-  }
+  static constexpr int kSize = kNestedLutSize;
 
   /// Nested blocks [begin, end) of `absmax - offset`.
   void quantize(std::span<const float> absmax, float offset, int64_t nested,
@@ -145,7 +130,7 @@ public:
         entry[i] = static_cast<int32_t>(t);
       }
       for (int64_t i = 0; i < size; ++i)
-        codes[first + i] = table[entry[i]];
+        codes[first + i] = table()[entry[i]];
     }
   }
 
@@ -153,7 +138,9 @@ public:
   static constexpr int64_t kMaxNested = 4096;
 
 private:
-  std::array<uint8_t, kSize> table{};
+  static const std::array<uint8_t, kNestedLutSize> &table() {
+    return nestedQuantizeLut();
+  }
 };
 
 /// The 16 values of one block, kNf4Code[i] * absmax: the same fp32 product
