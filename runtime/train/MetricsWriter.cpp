@@ -26,6 +26,8 @@ std::string metricsLine(const StepMetrics &metrics) {
       {"tokens_per_s", metrics.tokensPerSecond},
       {"elapsed_s", metrics.elapsedSeconds},
   };
+  if (metrics.measuredPeakBytes)
+    line["measured_peak_bytes"] = metrics.measuredPeakBytes;
   return line.dump();
 }
 

@@ -30,6 +30,9 @@ struct StepMetrics {
   double gradNorm = 0;
   double tokensPerSecond = 0;
   double elapsedSeconds = 0;
+  /// Arena bytes live at the step's high-water mark, as the runtime
+  /// measured it (equal to the planned peak); 0 leaves the key out.
+  uint64_t measuredPeakBytes = 0;
 };
 
 /// One JSONL line for `metrics`, without the newline.

@@ -221,6 +221,11 @@ TEST_F(MetricsTest, LineHasTheKeysInOrder) {
   EXPECT_EQ(metricsLine({12, 0.1 + 0.2, 0, std::nan(""), HUGE_VAL, 1e-7}),
             R"({"step":12,"loss":0.30000000000000004,"lr":0.0,)"
             R"("grad_norm":null,"tokens_per_s":null,"elapsed_s":1e-07})");
+  // The measured high-water mark comes last when the runtime has one.
+  EXPECT_EQ(
+      metricsLine({3, 1.0, 0, 0.5, 10, 2, 361152}),
+      R"({"step":3,"loss":1.0,"lr":0.0,"grad_norm":0.5,)"
+      R"("tokens_per_s":10.0,"elapsed_s":2.0,"measured_peak_bytes":361152})");
 }
 
 TEST_F(MetricsTest, WritesOneFlushedLinePerStepAndTruncates) {

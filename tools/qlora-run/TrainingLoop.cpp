@@ -251,9 +251,9 @@ int runTraining(const RunOptions &options) {
                   std::to_string(loss) +
                   "; lower --lr or check the data (all labels ignored?)");
     lastLoss = loss;
-    if (metrics &&
-        !metrics->write({step, loss, lr, gradNorm, tokensPerSecond, elapsed},
-                        error))
+    if (metrics && !metrics->write({step, loss, lr, gradNorm, tokensPerSecond,
+                                    elapsed, executor->highWaterBytes()},
+                                   error))
       return fail(error);
     if (progress)
       progress->update(step, loss, tokensPerSecond);
