@@ -362,6 +362,60 @@ def QrtPlanMemoryPass : Pass<"qrt-plan-memory", "::mlir::ModuleOp"> {
   ];
 }
 
+def QrtCodegenCudaPass : Pass<"qrt-codegen-cuda", "::mlir::ModuleOp"> {
+  let summary = "Instantiate every qrt.kernel from kernels/ and compile it "
+                "with NVRTC to CUBINs and PTX";
+  let description = [{
+    Ahead-of-time CUDA code generation, on a machine without a GPU: every
+    `qrt.kernel` is instantiated from its `kernels/` template with its
+    static parameters and the activation type (`CudaKernelSource.h`), and
+    the translation unit is compiled with NVRTC once per architecture of
+    `archs` (a CUBIN each) and, with `ptx`, once for `compute_80` (PTX that
+    the driver JIT-compiles on newer GPUs). ptxas runs with `-v`; a kernel
+    that spills registers is an error.
+
+    The kernel's symbol becomes the instantiation's `extern "C"` entry
+    (`<template>_<act>_<hash>`), since the CUDA backend looks functions up
+    by the train.bin kernel's symbol; every `qrt.launch` follows the rename
+    and gets the instantiation's grid and block, and kernels that turn out
+    to be the same instantiation become one. The images are attached as
+    `cuda.images`, a dictionary from architecture (`sm_80`, ..., `ptx`) to a
+    `dense_resource` of `ui8` bytes, which the train.bin writer turns into
+    4 KiB-aligned sections (`Kernel.images`):
+
+    ```mlir
+    qrt.kernel @rms_norm_fwd_bf16_5c0e... template "rms_norm_fwd"
+      params {eps = 1.0e-05 : f64, hidden = 4096 : i64, ...}
+      {cuda.images = {ptx = dense_resource<...> : tensor<9211xui8>,
+                      sm_80 = dense_resource<...> : tensor<8824xui8>,
+                      sm_90 = dense_resource<...> : tensor<9080xui8>}}
+    qrt.launch @rms_norm_fwd_bf16_5c0e...(%x, %w, %y) grid [4096, 1, 1]
+      block [256, 1, 1]
+    ```
+
+    Errors name the kernel and its template: a template without a CUDA
+    implementation yet (`linear_*`, `lora_grad`, `attention_*`), a missing
+    or invalid parameter, an NVRTC compile failure or a spill (with the
+    first lines of NVRTC's log). A build without the CUDA toolkit has no
+    NVRTC, and the pass fails saying so. `qloracc --cuda` runs it after
+    `--qrt-plan-memory`.
+
+    ```
+    $ qlora-opt step.mlir --qrt-codegen-cuda="archs=sm_80,sm_90 activation-type=bf16"
+    ```
+  }];
+  let options = [
+    ListOption<"archs", "archs", "std::string",
+               "CUBIN architectures, sm_NN (default: sm_80,sm_90)">,
+    Option<"ptx", "ptx", "bool", /*default=*/"true",
+           "Also compile compute_80 PTX for the driver's JIT">,
+    Option<"activationType", "activation-type", "std::string",
+           /*default=*/"\"f32\"",
+           "Element type of activations and gradients the kernels read and "
+           "write (as --qlora-lower-to-qrt's): f32 or bf16">,
+  ];
+}
+
 def QloraTestCostModelPass : Pass<"qlora-test-cost-model", "::mlir::ModuleOp"> {
   let summary = "For tests only: remark every op's CostModelOpInterface "
                 "FLOPs and bytes";

@@ -18,6 +18,10 @@ llvm_config.use_default_substitutions()
 llvm_config.add_tool_substitutions(
     ["qlora-opt", "qloracc", "qloracc-import", "qlora-run", "qloracc-quantize"], [config.qloracc_tools_dir])
 
+# `REQUIRES: nvrtc`: built with NVRTC, so --qrt-codegen-cuda compiles.
+if config.qloracc_have_nvrtc:
+    config.available_features.add("nvrtc")
+
 # Fixtures committed under test/golden (made by the scripts beside them).
 config.substitutions.append(
     ("%golden", os.path.join(config.qloracc_src_root, "test", "golden")))

@@ -63,6 +63,15 @@ void qloracc::buildMemoryPlanPipeline(OpPassManager &pm,
   pm.addPass(createVerifyMemoryPlanPass());
 }
 
+void qloracc::buildCudaCodegenPipeline(OpPassManager &pm,
+                                       const PipelineOptions &options) {
+  if (!options.cuda)
+    return;
+  qlora::QrtCodegenCudaPassOptions cuda = *options.cuda;
+  cuda.activationType = options.lowering.activationType;
+  pm.addPass(qlora::createQrtCodegenCudaPass(cuda));
+}
+
 void qloracc::buildQloraccPipeline(OpPassManager &pm,
                                    const PipelineOptions &options) {
   if (options.printSummary)
@@ -74,6 +83,7 @@ void qloracc::buildQloraccPipeline(OpPassManager &pm,
   buildRematPipeline(pm, options);
   buildLowerToQrtPipeline(pm, options);
   buildMemoryPlanPipeline(pm, options);
+  buildCudaCodegenPipeline(pm, options);
 }
 
 namespace {

@@ -50,11 +50,15 @@ struct PipelineOptions {
   mlir::qlora::QloraLowerToQrtPassOptions lowering;
   /// --qrt-plan-memory.
   mlir::qlora::QrtPlanMemoryPassOptions memoryPlan;
+  /// --qrt-codegen-cuda (its activation type is the lowering's), or no
+  /// kernel images (a CPU-only train.bin) when empty.
+  std::optional<mlir::qlora::QrtCodegenCudaPassOptions> cuda;
 };
 
 /// Appends every stage of the compiler, in order, to `pm`: graph cleanup
 /// (and the summary), the training step, NF4 quantization,
-/// rematerialization, lowering to qrt, memory planning.
+/// rematerialization, lowering to qrt, memory planning and, when asked,
+/// CUDA code generation.
 /// The module that comes out is what translateToTrainBin takes.
 void buildQloraccPipeline(mlir::OpPassManager &pm,
                           const PipelineOptions &options);
@@ -90,6 +94,11 @@ void buildLowerToQrtPipeline(mlir::OpPassManager &pm,
 /// offset and the module its qrt.memory_plan.
 void buildMemoryPlanPipeline(mlir::OpPassManager &pm,
                              const PipelineOptions &options);
+
+/// Stage 6: --qrt-codegen-cuda (when options.cuda is set) with the
+/// lowering's activation type.
+void buildCudaCodegenPipeline(mlir::OpPassManager &pm,
+                              const PipelineOptions &options);
 
 /// The verifiers between stages (qlora-verify-training-step,
 /// qrt-verify-lowering, qrt-verify-memory-plan). They change nothing.

@@ -8,7 +8,9 @@
 #include "runtime/format/TrainBin.h"
 
 #include "mlir/Dialect/Func/IR/FuncOps.h"
+#include "mlir/IR/BuiltinAttributes.h"
 #include "mlir/IR/Diagnostics.h"
+#include "mlir/IR/DialectResourceBlobManager.h"
 #include "llvm/ADT/StringMap.h"
 #include "llvm/ADT/TypeSwitch.h"
 
@@ -34,6 +36,8 @@ static constexpr StringLiteral kTokensBuffer = "tokens";
 static constexpr StringLiteral kLoraASuffix = ".lora_A.weight";
 static constexpr StringLiteral kLoraBSuffix = ".lora_B.weight";
 static constexpr StringLiteral kGradSuffix = ".grad";
+/// Set by --qrt-codegen-cuda: arch ("sm_80", "ptx") to the image's bytes.
+static constexpr StringLiteral kCudaImagesAttr = "cuda.images";
 
 //===----------------------------------------------------------------------===//
 // Memory plan
@@ -109,6 +113,8 @@ public:
 
 private:
   LogicalResult addKernels();
+  LogicalResult addKernelImages(qrt::KernelOp kernel,
+                                format::TrainBinKernelDesc &out);
   LogicalResult addProgram(func::FuncOp step);
   LogicalResult addBuffer(qrt::BufferOp op);
   LogicalResult addLaunch(qrt::LaunchOp op, format::TrainBinProgramDesc &out);
@@ -177,8 +183,47 @@ LogicalResult TrainBinTranslator::addKernels() {
                << ", which train.bin cannot hold (an integer, float, string "
                   "or array<i64>)";
     }
+    if (failed(addKernelImages(kernel, out)))
+      return failure();
     kernelBySymbol[kernel.getSymName()] = desc.kernels.size();
     desc.kernels.push_back(std::move(out));
+  }
+  return success();
+}
+
+/// Each image becomes a section (borrowing the resource blob's bytes, which
+/// the module keeps alive) named `<symbol>.<arch>`.
+LogicalResult
+TrainBinTranslator::addKernelImages(qrt::KernelOp kernel,
+                                    format::TrainBinKernelDesc &out) {
+  Attribute attr = kernel->getAttr(kCudaImagesAttr);
+  if (!attr)
+    return success();
+  auto images = dyn_cast<DictionaryAttr>(attr);
+  if (!images)
+    return kernel.emitOpError("'")
+           << kCudaImagesAttr << "' must be a dictionary from arch to image "
+           << "bytes (set by --qrt-codegen-cuda), got " << attr;
+  for (NamedAttribute image : images) {
+    StringRef arch = image.getName().getValue();
+    auto resource = dyn_cast<DenseResourceElementsAttr>(image.getValue());
+    AsmResourceBlob *blob =
+        resource ? resource.getRawHandle().getBlob() : nullptr;
+    if (!blob || !resource.getElementType().isUnsignedInteger(8))
+      return kernel.emitOpError("'")
+             << kCudaImagesAttr << "' image '" << arch
+             << "' must be a dense_resource of ui8 with its bytes, got "
+             << image.getValue();
+    if (arch != "ptx" && !arch.starts_with("sm_"))
+      return kernel.emitOpError("'")
+             << kCudaImagesAttr << "' has an image for '" << arch
+             << "'; expected sm_NN or ptx";
+    ArrayRef<char> bytes = blob->getData();
+    format::TrainBinSectionData section;
+    section.name = (kernel.getSymName() + "." + arch).str();
+    section.borrowed = std::as_bytes(std::span(bytes.data(), bytes.size()));
+    out.images.push_back({arch.str(), int32_t(desc.sections.size())});
+    desc.sections.push_back(std::move(section));
   }
   return success();
 }

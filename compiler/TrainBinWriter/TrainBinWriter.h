@@ -5,8 +5,9 @@
 // runtime/format's writer lays out as train.bin. Buffers, kernels and the
 // `@train_step` program map one to one; every buffer `init` becomes a
 // section (checkpoint tensors borrowed from their mmapped files, never
-// copied); the model, LoRA, optimizer and memory metadata come from the
-// module's and the function's attributes.
+// copied), and so does every kernel image that --qrt-codegen-cuda attached
+// (`cuda.images`, Kernel.images {arch, section}); the model, LoRA, optimizer
+// and memory metadata come from the module's and the function's attributes.
 //
 // Errors are MLIR diagnostics on the offending op, naming the buffer, and
 // for checkpoint tensors the file and key.

@@ -6,14 +6,18 @@
 //           [--weight-decay W] [--max-grad-norm G] [--no-summary]
 //           [--quantize nf4|none] [--block-size N] [--no-double-quant]
 //           [--quantize-lm-head] [--quant-report]
+//           [--cuda [--cuda-archs sm_80,sm_90] [--no-cuda-ptx]]
+//           [--dump-kernels DIR]
 //
 // Parses and verifies a qlora graph, prints its summary, runs the pipeline
 // (training step, NF4 quantization of the frozen linear weights, lowering to
-// qrt, memory planning), prints the memory plan and the quantization report
-// and writes the bytes live per instruction when asked, and writes train.bin
-// with -o. On any error: a message, exit status 1 and no output file.
+// qrt, memory planning and, with --cuda, CUDA code generation), prints the
+// memory plan and the quantization report and writes the bytes live per
+// instruction when asked, and writes train.bin with -o. On any error: a
+// message, exit status 1 and no output file.
 //
 //===----------------------------------------------------------------------===//
+#include "compiler/Pipeline/DumpKernels.h"
 #include "compiler/Pipeline/Pipeline.h"
 #include "compiler/Registration/InitQloracc.h"
 #include "compiler/TrainBinWriter/TrainBinWriter.h"
@@ -141,6 +145,28 @@ static cl::opt<std::string> activationType(
              "backend, default), bf16 or f16 (GPU; for planning)"),
     cl::init("f32"), cl::cat(category));
 
+// CUDA code generation (--qrt-codegen-cuda) and the generated sources.
+static cl::opt<bool>
+    cuda("cuda",
+         cl::desc("Compile every kernel with NVRTC (CUBINs per --cuda-archs, "
+                  "PTX) into train.bin, for qlora-run --device cuda"),
+         cl::cat(category));
+static cl::list<std::string>
+    cudaArchs("cuda-archs",
+              cl::desc("With --cuda: the CUBIN architectures (default "
+                       "sm_80,sm_90)"),
+              cl::value_desc("sm_NN,..."), cl::CommaSeparated,
+              cl::cat(category));
+static cl::opt<bool>
+    noCudaPtx("no-cuda-ptx",
+              cl::desc("With --cuda: no compute_80 PTX for the driver's JIT"),
+              cl::cat(category));
+static cl::opt<std::string> dumpKernels(
+    "dump-kernels",
+    cl::desc("Write the CUDA source of every kernel instantiation "
+             "(<entry>.cu) and the kernels/ templates to this directory"),
+    cl::value_desc("dir"), cl::cat(category));
+
 /// Checkpoint reads below this size are quick enough to go unannounced.
 static constexpr uint64_t kAnnouncedWeightBytes = uint64_t(1) << 30;
 /// Passes that take longer than this many seconds are reported on stderr.
@@ -227,6 +253,13 @@ int main(int argc, char **argv) {
   options.printSummary = printSummary && !summaryModule;
 
   options.memoryPlan.timeline = memoryTimeline;
+  if (cuda) {
+    options.cuda.emplace();
+    options.cuda->archs.assign(cudaArchs.begin(), cudaArchs.end());
+    options.cuda->ptx = !noCudaPtx;
+  } else if (!cudaArchs.empty() || noCudaPtx) {
+    return fail("--cuda-archs and --no-cuda-ptx need --cuda");
+  }
 
   mlir::PassManager pm(&context);
   if (failed(mlir::applyPassManagerCLOptions(pm)))
@@ -235,6 +268,12 @@ int main(int argc, char **argv) {
   qloracc::buildQloraccPipeline(pm, options);
   if (failed(pm.run(*module)))
     return fail(inputFile + ": the pipeline failed (see above)");
+
+  if (!dumpKernels.empty()) {
+    if (failed(qloracc::dumpCudaKernels(*module, dumpKernels, activationType,
+                                        errs())))
+      return fail(dumpKernels + ": kernel sources not written (see above)");
+  }
 
   if (!emitMlir.empty())
     if (Error err = writeToOutput(emitMlir, [&](raw_ostream &os) {
