@@ -162,8 +162,8 @@ void QrtCodegenCudaPass::attachImages(KernelCompile &kernel) {
 void QrtCodegenCudaPass::runOnOperation() {
   ModuleOp module = getOperation();
   if (!cuda::nvrtcAvailable()) {
-    module.emitError("--qrt-codegen-cuda: qloracc was built without NVRTC "
-                     "(no CUDA toolkit found at configure time)");
+    module.emitError("--qrt-codegen-cuda: built without NVRTC (no CUDA "
+                     "toolkit was found at configure time)");
     return signalPassFailure();
   }
   std::vector<std::string> targets(archs.begin(), archs.end());
@@ -184,8 +184,7 @@ void QrtCodegenCudaPass::runOnOperation() {
   llvm::StringMap<qrt::KernelOp> kernelByEntry;
   llvm::DenseMap<StringAttr, qrt::KernelOp> renamed;
   bool ok = true;
-  for (qrt::KernelOp op :
-       llvm::make_early_inc_range(module.getOps<qrt::KernelOp>())) {
+  for (qrt::KernelOp op : module.getOps<qrt::KernelOp>()) {
     FailureOr<cuda::CudaKernelSource> source =
         instantiateQrtKernel(op, activationType);
     if (failed(source)) {

@@ -2,5 +2,5 @@
 // UNSUPPORTED: nvrtc
 // RUN: not qlora-opt %s --qrt-codegen-cuda 2>&1 | FileCheck %s
 
-// CHECK: error: --qrt-codegen-cuda: qloracc was built without NVRTC
+// CHECK: error: --qrt-codegen-cuda: built without NVRTC (no CUDA toolkit was found at configure time)
 module {}
