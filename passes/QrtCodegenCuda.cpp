@@ -36,32 +36,6 @@ bool hasCudaKernel(StringRef templateName) {
                             std::string_view(templateName));
 }
 
-/// The kernel's params in KernelAbi.h's kinds; fails (after an error) on an
-/// attribute no kernel parameter can be.
-static FailureOr<format::KernelParams> getKernelParams(qrt::KernelOp kernel) {
-  format::KernelParams params;
-  for (NamedAttribute param : kernel.getParams()) {
-    std::string name = param.getName().str();
-    Attribute value = param.getValue();
-    if (auto flag = dyn_cast<BoolAttr>(value))
-      params.set(name, int64_t(flag.getValue()));
-    else if (auto integer = dyn_cast<IntegerAttr>(value))
-      params.set(name, integer.getValue().getSExtValue());
-    else if (auto real = dyn_cast<FloatAttr>(value))
-      params.set(name, real.getValueAsDouble());
-    else if (auto text = dyn_cast<StringAttr>(value))
-      params.set(name, text.str());
-    else if (auto ints = dyn_cast<DenseI64ArrayAttr>(value))
-      params.set(name, std::vector<int64_t>(ints.asArrayRef().begin(),
-                                            ints.asArrayRef().end()));
-    else
-      return kernel.emitOpError("parameter '")
-             << name << "' is " << value
-             << ", not an integer, float, string or array<i64>";
-  }
-  return params;
-}
-
 FailureOr<cuda::CudaKernelSource>
 instantiateQrtKernel(qrt::KernelOp kernel, StringRef activationType) {
   StringRef templateName = kernel.getTemplateName();
@@ -69,7 +43,7 @@ instantiateQrtKernel(qrt::KernelOp kernel, StringRef activationType) {
     return kernel.emitOpError("@")
            << kernel.getSymName() << ": no CUDA kernel for template '"
            << templateName << "' yet";
-  FailureOr<format::KernelParams> params = getKernelParams(kernel);
+  FailureOr<format::KernelParams> params = qrt::getKernelParams(kernel);
   if (failed(params))
     return failure();
   std::string error;

@@ -163,26 +163,10 @@ LogicalResult TrainBinTranslator::addKernels() {
     format::TrainBinKernelDesc out;
     out.symbol = kernel.getSymName().str();
     out.templateName = kernel.getTemplateName().str();
-    for (NamedAttribute param : kernel.getParams()) {
-      std::string name = param.getName().str();
-      Attribute value = param.getValue();
-      if (auto flag = dyn_cast<BoolAttr>(value))
-        out.params.set(name, int64_t(flag.getValue()));
-      else if (auto integer = dyn_cast<IntegerAttr>(value))
-        out.params.set(name, integer.getValue().getSExtValue());
-      else if (auto real = dyn_cast<FloatAttr>(value))
-        out.params.set(name, real.getValueAsDouble());
-      else if (auto text = dyn_cast<StringAttr>(value))
-        out.params.set(name, text.str());
-      else if (auto ints = dyn_cast<DenseI64ArrayAttr>(value))
-        out.params.set(name, std::vector<int64_t>(ints.asArrayRef().begin(),
-                                                  ints.asArrayRef().end()));
-      else
-        return kernel.emitOpError("parameter '")
-               << name << "' is " << value
-               << ", which train.bin cannot hold (an integer, float, string "
-                  "or array<i64>)";
-    }
+    FailureOr<format::KernelParams> params = qrt::getKernelParams(kernel);
+    if (failed(params))
+      return failure();
+    out.params = std::move(*params);
     if (failed(addKernelImages(kernel, out)))
       return failure();
     kernelBySymbol[kernel.getSymName()] = desc.kernels.size();

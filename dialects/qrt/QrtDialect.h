@@ -24,6 +24,8 @@
 #define GET_OP_CLASSES
 #include "dialects/qrt/QrtOps.h.inc"
 
+#include "runtime/format/KernelParams.h"
+
 namespace mlir::qrt {
 
 /// Bytes a buffer needs to hold `type`: a statically shaped tensor or a
@@ -36,6 +38,12 @@ std::optional<int64_t> getStoredByteSize(Type type);
 /// step (weights, LoRA matrices, optimizer moments, io) rather than between
 /// a first and a last use (activations, gradients, workspaces).
 bool isPersistent(BufferClass bufferClass);
+
+/// `kernel`'s params in KernelAbi.h's kinds (i64, f64, string, i64 array;
+/// a bool becomes 0 or 1), as train.bin stores them and the CUDA code
+/// generator instantiates them. Fails, with an error on the kernel, on an
+/// attribute no kernel parameter can be.
+FailureOr<::qlora::format::KernelParams> getKernelParams(KernelOp kernel);
 
 } // namespace mlir::qrt
 

@@ -6,8 +6,8 @@
 // (function arguments are trusted: the caller's ops were checked).
 //
 //===----------------------------------------------------------------------===//
-#include "dialects/qrt/QrtDialect.h"
 #include "dialects/nf4/Nf4Dialect.h"
+#include "dialects/qrt/QrtDialect.h"
 
 #include "mlir/IR/Builders.h"
 #include "mlir/IR/BuiltinOps.h"
@@ -24,6 +24,31 @@ using namespace mlir::qrt;
 //===----------------------------------------------------------------------===//
 // BufferOp
 //===----------------------------------------------------------------------===//
+
+FailureOr<::qlora::format::KernelParams>
+mlir::qrt::getKernelParams(KernelOp kernel) {
+  ::qlora::format::KernelParams params;
+  for (NamedAttribute param : kernel.getParams()) {
+    std::string name = param.getName().str();
+    Attribute value = param.getValue();
+    if (auto flag = dyn_cast<BoolAttr>(value))
+      params.set(name, int64_t(flag.getValue()));
+    else if (auto integer = dyn_cast<IntegerAttr>(value))
+      params.set(name, integer.getValue().getSExtValue());
+    else if (auto real = dyn_cast<FloatAttr>(value))
+      params.set(name, real.getValueAsDouble());
+    else if (auto text = dyn_cast<StringAttr>(value))
+      params.set(name, text.str());
+    else if (auto ints = dyn_cast<DenseI64ArrayAttr>(value))
+      params.set(name, std::vector<int64_t>(ints.asArrayRef().begin(),
+                                            ints.asArrayRef().end()));
+    else
+      return kernel.emitOpError("parameter '")
+             << name << "' is " << value
+             << ", not an integer, float, string or array<i64>";
+  }
+  return params;
+}
 
 std::optional<int64_t> mlir::qrt::getStoredByteSize(Type type) {
   auto bytesOf = [](Type element, int64_t count) -> std::optional<int64_t> {
