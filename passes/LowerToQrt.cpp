@@ -187,7 +187,10 @@ Type getStoredElementType(Value buffer) {
 }
 
 StringRef getDTypeName(Value buffer) {
-  Type element = getStoredElementType(buffer);
+  return getDTypeName(getStoredElementType(buffer));
+}
+
+StringRef getDTypeName(Type element) {
   if (!element || element.isF32())
     return "F32";
   if (element.isBF16())

@@ -164,6 +164,8 @@ Type getStoredElementType(Value buffer);
 /// The safetensors spelling of the element type stored in `buffer` ("F32",
 /// "BF16", "F16"), as kernels take it in `w_dtype`, `from` and `to`.
 StringRef getDTypeName(Value buffer);
+/// The same for an element type ("F32" when null or unknown).
+StringRef getDTypeName(Type element);
 
 /// Product of all dimensions but the last: the rows (tokens) of a
 /// row-major [..., features] tensor.

@@ -20,15 +20,6 @@ using qrt::BufferClass;
 
 namespace {
 
-/// The safetensors name of a float element type, as kernels take dtypes.
-StringRef getFloatDTypeName(Type element) {
-  if (element.isBF16())
-    return "BF16";
-  if (element.isF16())
-    return "F16";
-  return "F32";
-}
-
 /// True when every use of `dequantize` is the weight of a linear kernel,
 /// which dequantizes NF4 itself.
 bool feedsOnlyLinearWeights(nf4::DequantizeOp dequantize) {
@@ -46,7 +37,7 @@ bool feedsOnlyLinearWeights(nf4::DequantizeOp dequantize) {
 void addNf4Params(KernelParams &params, nf4::Nf4TensorType type, Type element) {
   params.addInt("w_block_size", type.getBlockSize())
       .addInt("w_dq_block_size", type.getDqBlockSize())
-      .addString("w_dequant_dtype", getFloatDTypeName(element));
+      .addString("w_dequant_dtype", getDTypeName(element));
 }
 
 /// nf4.constant: a `weight` buffer whose init is the constant's pieces.

@@ -1,6 +1,8 @@
 //===- Nf4WeightData.cpp - Weight bytes for --nf4-quantize-frozen ---------===//
 #include "passes/Nf4WeightData.h"
 
+#include "dialects/qrt/QrtDialect.h"
+
 #include "mlir/IR/DialectResourceBlobManager.h"
 
 #include <cstring>
@@ -25,13 +27,10 @@ CheckpointCache::open(Operation *op, StringRef weight, StringRef path) {
 }
 
 std::optional<format::DType> mlir::qlora::getFloatDType(Type elementType) {
-  if (elementType.isF32())
-    return format::DType::F32;
-  if (elementType.isBF16())
-    return format::DType::BF16;
-  if (elementType.isF16())
-    return format::DType::F16;
-  return std::nullopt;
+  std::optional<format::DType> dtype = qrt::getFormatDType(elementType);
+  if (!dtype || !format::isFloatDType(*dtype) || *dtype == format::DType::F64)
+    return std::nullopt;
+  return dtype;
 }
 
 /// The bytes of an inline value: a dense_resource blob, or dense elements

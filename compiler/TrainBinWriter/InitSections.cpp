@@ -27,37 +27,6 @@ namespace qloracc {
 static_assert(llvm::endianness::native == llvm::endianness::little,
               "train.bin sections are written in host byte order");
 
-static std::optional<format::DType> toFormatDType(Type type) {
-  if (type.isF64())
-    return format::DType::F64;
-  if (type.isF32())
-    return format::DType::F32;
-  if (type.isF16())
-    return format::DType::F16;
-  if (type.isBF16())
-    return format::DType::BF16;
-  auto integer = dyn_cast<IntegerType>(type);
-  if (!integer)
-    return std::nullopt;
-  switch (integer.getWidth()) {
-  case 1:
-    return format::DType::Bool;
-  case 8:
-    return integer.isUnsigned() ? format::DType::U8 : format::DType::I8;
-  case 16:
-    return integer.isUnsigned() ? std::nullopt
-                                : std::optional(format::DType::I16);
-  case 32:
-    return integer.isUnsigned() ? std::nullopt
-                                : std::optional(format::DType::I32);
-  case 64:
-    return integer.isUnsigned() ? std::nullopt
-                                : std::optional(format::DType::I64);
-  default:
-    return std::nullopt;
-  }
-}
-
 /// Spells a dtype and shape as "F32 [4, 64]" for error messages.
 static std::string describe(format::DType dtype, ArrayRef<int64_t> shape) {
   return std::string(format::dtypeName(dtype)) + " " +
@@ -84,7 +53,7 @@ FailureOr<StoredLayout> getStoredLayout(qrt::BufferOp buffer) {
     element = tensor.getElementType();
     llvm::append_range(layout.shape, tensor.getShape());
   }
-  std::optional<format::DType> dtype = toFormatDType(element);
+  std::optional<format::DType> dtype = qrt::getFormatDType(element);
   if (!dtype || !format::toSchemaDType(*dtype))
     return buffer.emitOpError("stores ")
            << stored

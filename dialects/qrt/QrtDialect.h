@@ -24,6 +24,7 @@
 #define GET_OP_CLASSES
 #include "dialects/qrt/QrtOps.h.inc"
 
+#include "runtime/format/DType.h"
 #include "runtime/format/KernelParams.h"
 
 namespace mlir::qrt {
@@ -38,6 +39,10 @@ std::optional<int64_t> getStoredByteSize(Type type);
 /// step (weights, LoRA matrices, optimizer moments, io) rather than between
 /// a first and a last use (activations, gradients, workspaces).
 bool isPersistent(BufferClass bufferClass);
+
+/// The train.bin / safetensors dtype of an element type (f64, f32, f16,
+/// bf16, i1, i8, ui8, i16, i32, i64); std::nullopt for any other.
+std::optional<::qlora::format::DType> getFormatDType(Type type);
 
 /// `kernel`'s params in KernelAbi.h's kinds (i64, f64, string, i64 array;
 /// a bool becomes 0 or 1), as train.bin stores them and the CUDA code

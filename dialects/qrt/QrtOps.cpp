@@ -25,6 +25,38 @@ using namespace mlir::qrt;
 // BufferOp
 //===----------------------------------------------------------------------===//
 
+std::optional<::qlora::format::DType> mlir::qrt::getFormatDType(Type type) {
+  if (type.isF64())
+    return ::qlora::format::DType::F64;
+  if (type.isF32())
+    return ::qlora::format::DType::F32;
+  if (type.isF16())
+    return ::qlora::format::DType::F16;
+  if (type.isBF16())
+    return ::qlora::format::DType::BF16;
+  auto integer = dyn_cast<IntegerType>(type);
+  if (!integer)
+    return std::nullopt;
+  switch (integer.getWidth()) {
+  case 1:
+    return ::qlora::format::DType::Bool;
+  case 8:
+    return integer.isUnsigned() ? ::qlora::format::DType::U8
+                                : ::qlora::format::DType::I8;
+  case 16:
+    return integer.isUnsigned() ? std::nullopt
+                                : std::optional(::qlora::format::DType::I16);
+  case 32:
+    return integer.isUnsigned() ? std::nullopt
+                                : std::optional(::qlora::format::DType::I32);
+  case 64:
+    return integer.isUnsigned() ? std::nullopt
+                                : std::optional(::qlora::format::DType::I64);
+  default:
+    return std::nullopt;
+  }
+}
+
 FailureOr<::qlora::format::KernelParams>
 mlir::qrt::getKernelParams(KernelOp kernel) {
   ::qlora::format::KernelParams params;
