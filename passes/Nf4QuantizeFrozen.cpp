@@ -229,35 +229,50 @@ private:
     replaceWithDequantize(weight, quantized, type);
   }
 
-  void replaceWithConstant(QuantizedWeight &weight) {
-    OpBuilder builder(weight.op);
+  /// An nf4.constant of `type` over the pieces' bytes (absmax: the 8-bit
+  /// codes with double quantization, else fp32), which `owner` keeps alive;
+  /// named `name` and its resources `<name>.codes`, `.absmax` and
+  /// `.nested_absmax`.
+  Value createConstant(OpBuilder &builder, Location loc, Nf4TensorType type,
+                       StringAttr name, std::span<const std::byte> codes,
+                       std::span<const std::byte> absmax,
+                       std::span<const std::byte> nestedAbsmax, float offset,
+                       const std::shared_ptr<const void> &owner) {
     MLIRContext *context = &getContext();
-    Nf4TensorType type = weight.type;
-    StringRef name = weight.op.getName();
     auto u8 = IntegerType::get(context, 8, IntegerType::Unsigned);
     auto f32 = Float32Type::get(context);
-    format::Nf4Pieces &pieces = weight.pieces;
-    ElementsAttr codes = moveIntoResource(
+    StringRef prefix = name.getValue();
+    ElementsAttr codesAttr = borrowAsResource(
         RankedTensorType::get({type.getNumPackedBytes(), 1}, u8),
-        (name + ".codes").str(), std::move(pieces.packed));
-    ElementsAttr absmax, nested;
-    FloatAttr offset;
+        (prefix + ".codes").str(), codes, owner);
+    ElementsAttr absmaxAttr = borrowAsResource(
+        RankedTensorType::get({type.getNumBlocks()},
+                              type.isDoubleQuantized() ? Type(u8) : f32),
+        (prefix + ".absmax").str(), absmax, owner);
+    ElementsAttr nestedAttr;
+    FloatAttr offsetAttr;
     if (type.isDoubleQuantized()) {
-      absmax = moveIntoResource(
-          RankedTensorType::get({type.getNumBlocks()}, u8),
-          (name + ".absmax").str(), std::move(pieces.absmaxCodes));
-      nested = moveIntoResource(
+      nestedAttr = borrowAsResource(
           RankedTensorType::get({type.getNumNestedBlocks()}, f32),
-          (name + ".nested_absmax").str(), std::move(pieces.nestedAbsmax));
-      offset = builder.getF32FloatAttr(pieces.offset);
-    } else {
-      absmax =
-          moveIntoResource(RankedTensorType::get({type.getNumBlocks()}, f32),
-                           (name + ".absmax").str(), std::move(pieces.absmax));
+          (prefix + ".nested_absmax").str(), nestedAbsmax, owner);
+      offsetAttr = builder.getF32FloatAttr(offset);
     }
-    Value constant = nf4::ConstantOp::create(builder, weight.op.getLoc(), type,
-                                             codes, absmax, nested, offset,
-                                             weight.op.getNameAttr());
+    return nf4::ConstantOp::create(builder, loc, type, codesAttr, absmaxAttr,
+                                   nestedAttr, offsetAttr, name);
+  }
+
+  void replaceWithConstant(QuantizedWeight &weight) {
+    OpBuilder builder(weight.op);
+    auto pieces =
+        std::make_shared<const format::Nf4Pieces>(std::move(weight.pieces));
+    std::span<const std::byte> absmax =
+        weight.type.isDoubleQuantized()
+            ? std::as_bytes(std::span(pieces->absmaxCodes))
+            : std::as_bytes(std::span(pieces->absmax));
+    Value constant = createConstant(
+        builder, weight.op.getLoc(), weight.type, weight.op.getNameAttr(),
+        std::as_bytes(std::span(pieces->packed)), absmax,
+        std::as_bytes(std::span(pieces->nestedAbsmax)), pieces->offset, pieces);
     replaceWithDequantize(weight.op, constant, weight.op.getTensorType());
   }
 
@@ -284,30 +299,11 @@ private:
              << "' has shape " << format::formatShape(tensor->shape)
              << ", blocksize " << tensor->blocksize << " and nested blocksize "
              << tensor->nestedBlocksize;
-    MLIRContext *context = &getContext();
-    auto u8 = IntegerType::get(context, 8, IntegerType::Unsigned);
-    auto f32 = Float32Type::get(context);
-    StringRef name = weight.getName();
-    std::shared_ptr<const void> owner = *file;
-    ElementsAttr codes = borrowAsResource(
-        RankedTensorType::get({type.getNumPackedBytes(), 1}, u8),
-        (name + ".codes").str(), std::as_bytes(tensor->packed), owner);
-    ElementsAttr absmax = borrowAsResource(
-        RankedTensorType::get({type.getNumBlocks()},
-                              type.isDoubleQuantized() ? Type(u8) : f32),
-        (name + ".absmax").str(), tensor->absmax, owner);
-    ElementsAttr nested;
-    FloatAttr offset;
     OpBuilder builder(weight);
-    if (type.isDoubleQuantized()) {
-      nested = borrowAsResource(
-          RankedTensorType::get({type.getNumNestedBlocks()}, f32),
-          (name + ".nested_absmax").str(), tensor->nestedAbsmax, owner);
-      offset = builder.getF32FloatAttr(tensor->offset);
-    }
     Value constant =
-        nf4::ConstantOp::create(builder, weight.getLoc(), type, codes, absmax,
-                                nested, offset, weight.getNameAttr());
+        createConstant(builder, weight.getLoc(), type, weight.getNameAttr(),
+                       std::as_bytes(tensor->packed), tensor->absmax,
+                       tensor->nestedAbsmax, tensor->offset, *file);
     weight.getResult().replaceAllUsesWith(constant);
     weight.erase();
     return success();

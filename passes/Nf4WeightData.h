@@ -61,14 +61,6 @@ DenseResourceElementsAttr borrowAsResource(ShapedType type, StringRef name,
                                            std::span<const std::byte> bytes,
                                            std::shared_ptr<const void> owner);
 
-/// A dense_resource attribute of `type` that takes over `values`.
-template <typename T>
-DenseResourceElementsAttr moveIntoResource(ShapedType type, StringRef name,
-                                           std::vector<T> values) {
-  auto owned = std::make_shared<std::vector<T>>(std::move(values));
-  return borrowAsResource(type, name, std::as_bytes(std::span(*owned)), owned);
-}
-
 } // namespace mlir::qlora
 
 #endif // QLORACC_PASSES_NF4WEIGHTDATA_H
