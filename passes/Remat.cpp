@@ -62,12 +62,8 @@ double applyCounts(ModuleOp module, SegmentCounts counts) {
 double segmentFlops(const RematAnalysis &analysis, SegmentPolicy policy) {
   if (analysis.getSegments().empty())
     return 0;
-  double flops = 0;
-  for (Operation *op :
-       analysis.getRecomputed(analysis.getSegments().front(), policy))
-    if (auto cost = dyn_cast<CostModelOpInterface>(op))
-      flops += cost.getFlops();
-  return flops;
+  return getFlops(
+      analysis.getRecomputed(analysis.getSegments().front(), policy));
 }
 
 std::string formatSize(int64_t bytes) {

@@ -54,12 +54,6 @@ bool leavesDropoutProduct(Operation *op) {
   return linear && linear.getLoraA() && !linear.getDropout().isZero();
 }
 
-double getFlops(Operation *op) {
-  if (auto cost = dyn_cast<CostModelOpInterface>(op))
-    return cost.getFlops();
-  return 0;
-}
-
 } // namespace
 
 RematAnalysis::RematAnalysis(func::FuncOp func) : func(func) {
@@ -199,14 +193,22 @@ double RematAnalysis::recompute(ArrayRef<Operation *> recomputed) const {
         return isBackwardUse(use) &&
                !use.getOwner()->hasAttr(QloraDialect::kRecomputeAttrName);
       });
-  double flops = 0;
+  SmallVector<Operation *> kept;
   for (Operation *clone : llvm::reverse(clones)) {
     if (clone->use_empty() && !leavesDropoutProduct(clone)) {
       clone->erase();
       continue;
     }
-    flops += getFlops(clone);
+    kept.push_back(clone);
   }
+  return getFlops(kept);
+}
+
+double getFlops(ArrayRef<Operation *> ops) {
+  double flops = 0;
+  for (Operation *op : ops)
+    if (auto cost = dyn_cast<CostModelOpInterface>(op))
+      flops += cost.getFlops();
   return flops;
 }
 

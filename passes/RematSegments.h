@@ -25,6 +25,10 @@
 
 namespace mlir::qlora {
 
+/// The FLOPs of running `ops` once (CostModelOpInterface; 0 for ops
+/// without it).
+double getFlops(ArrayRef<Operation *> ops);
+
 /// How much of a segment is recomputed.
 enum class SegmentPolicy {
   keep,      ///< every saved value is kept
