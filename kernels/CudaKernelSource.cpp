@@ -8,6 +8,7 @@
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelSource.h"
+#include "kernels/CudaKernelBuilder.h"
 #include "runtime/format/KernelAbi.h"
 #include "runtime/format/Nf4.h"
 #include "runtime/format/Nf4Layout.h"
@@ -23,6 +24,8 @@
 namespace qlora::cuda {
 namespace {
 
+using namespace detail;
+
 constexpr CudaTemplateFile kTemplates[] = {
 #include "kernels/CudaKernelTemplates.inc"
 };
@@ -32,18 +35,6 @@ std::string_view templateText(std::string_view name) {
     if (file.name == name)
       return file.text;
   return {};
-}
-
-std::string hexFloat(float value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%af", double(value));
-  return buffer;
-}
-
-std::string hexDouble(double value) {
-  char buffer[64];
-  std::snprintf(buffer, sizeof(buffer), "%a", value);
-  return buffer;
 }
 
 /// FNV-1a, 64 bits: stable across hosts and builds.
@@ -74,129 +65,6 @@ std::string canonicalParams(const format::KernelParams &params) {
   }
   return text;
 }
-
-uint32_t ceilDiv(int64_t a, int64_t b) { return uint32_t((a + b - 1) / b); }
-
-uint32_t powerOfTwoAtLeast(int64_t value) {
-  uint32_t p = 1;
-  while (p < value)
-    p *= 2;
-  return p;
-}
-
-/// The largest of 16 bytes / `elementBytes`, ..., 1 elements dividing n.
-int vectorWidth(int64_t n, int64_t elementBytes) {
-  for (int width = int(16 / elementBytes); width > 1; width /= 2)
-    if (n % width == 0)
-      return width;
-  return 1;
-}
-
-/// What a builder produces, before assembly.
-struct Instance {
-  std::string family;              ///< the .cuh file
-  std::vector<std::string> config; ///< lines of `struct Config`
-  std::string globals;             ///< device globals the entry uses
-  std::string arguments;           ///< the entry's parameter list
-  std::string body;                ///< the entry's body
-  uint32_t threads = 256;
-  std::array<uint32_t, 3> grid = {1, 1, 1};
-};
-
-/// Parameter reads that remember the first problem.
-class Reader {
-public:
-  Reader(std::string_view kernel, const format::KernelParams &params,
-         std::string &error)
-      : kernel(kernel), params(params), error(error) {}
-
-  int64_t dim(std::string_view name, int64_t min = 1) {
-    auto value = params.getInt(name);
-    if (!value)
-      fail("missing integer parameter '" + std::string(name) + "'");
-    else if (*value < min)
-      fail("parameter '" + std::string(name) + "' must be >= " +
-           std::to_string(min) + ", found " + std::to_string(*value));
-    return value.value_or(min);
-  }
-  bool flag(std::string_view name) { return dim(name, 0) != 0; }
-  double real(std::string_view name) {
-    auto value = params.getFloat(name);
-    if (!value)
-      fail("missing number parameter '" + std::string(name) + "'");
-    else if (!std::isfinite(*value))
-      fail("parameter '" + std::string(name) + "' must be finite");
-    return value.value_or(0.0);
-  }
-  std::string oneOf(std::string_view name,
-                    std::initializer_list<std::string_view> allowed) {
-    auto value = params.getString(name);
-    if (!value) {
-      fail("missing string parameter '" + std::string(name) + "'");
-      return std::string(*allowed.begin());
-    }
-    if (std::find(allowed.begin(), allowed.end(), *value) == allowed.end())
-      fail("parameter '" + std::string(name) + "' has unsupported value '" +
-           *value + "'");
-    return *value;
-  }
-  /// A dtype parameter ("F32", "BF16", "F16") as its CUDA type.
-  std::string cudaType(std::string_view name) {
-    std::string dtype = oneOf(name, {"F32", "BF16", "F16"});
-    return dtype == "BF16"  ? "__nv_bfloat16"
-           : dtype == "F16" ? "__half"
-                            : "float";
-  }
-  void fail(const std::string &message) {
-    if (error.empty())
-      error = "kernel '" + std::string(kernel) + "': " + message;
-  }
-  bool ok() const { return error.empty(); }
-  const format::KernelParams &all() const { return params; }
-
-private:
-  std::string_view kernel;
-  const format::KernelParams &params;
-  std::string &error;
-};
-
-std::string intLine(std::string_view name, int64_t value) {
-  return "static constexpr qlora::cuda::Index " + std::string(name) + " = " +
-         std::to_string(value) + ";";
-}
-std::string intLine(std::string_view name, int value) {
-  return "static constexpr int " + std::string(name) + " = " +
-         std::to_string(value) + ";";
-}
-std::string boolLine(std::string_view name, bool value) {
-  return "static constexpr bool " + std::string(name) + " = " +
-         (value ? "true" : "false") + ";";
-}
-std::string floatLine(std::string_view name, float value) {
-  return "static constexpr float " + std::string(name) + " = " +
-         hexFloat(value) + ";";
-}
-std::string doubleLine(std::string_view name, double value) {
-  return "static constexpr double " + std::string(name) + " = " +
-         hexDouble(value) + ";";
-}
-std::string typeLine(std::string_view name, std::string_view type) {
-  return "using " + std::string(name) + " = " + std::string(type) + ";";
-}
-
-size_t typeBytes(std::string_view cudaType) {
-  return cudaType == "float" ? 4 : 2;
-}
-
-/// A grid-stride launch over `vectors` vectors.
-std::array<uint32_t, 3> strideGrid(int64_t vectors, uint32_t threads) {
-  constexpr int64_t kMaxBlocks = 8192; // enough to fill any GPU we target
-  return {
-      uint32_t(std::clamp<int64_t>(ceilDiv(vectors, threads), 1, kMaxBlocks)),
-      1, 1};
-}
-
-using Builder = std::function<void(Reader &, const std::string &T, Instance &)>;
 
 //===- builders -----------------------------------------------------------===//
 
@@ -483,29 +351,18 @@ void buildGlobalNorm(Reader &r, const std::string &, Instance &out) {
 
 void buildDequantizeNf4(Reader &r, const std::string &, Instance &out) {
   int64_t n = r.dim("n");
-  int64_t blockSize = r.dim("w_block_size");
-  int64_t dqBlockSize = r.dim("w_dq_block_size", 0);
-  std::string dequant = r.cudaType("w_dequant_dtype");
   std::string to = r.cudaType("to");
-  auto layout = format::Nf4Layout::compute(n, blockSize, dqBlockSize);
-  if (!layout) {
-    r.fail("invalid NF4 layout");
+  std::vector<std::string> nf4 = nf4WeightConfig(r, n);
+  if (!r.ok())
     return;
-  }
+  int64_t blockSize = *r.all().getInt("w_block_size");
   int vec = blockSize % 8 == 0 && n % 8 == 0   ? 8
             : blockSize % 2 == 0 && n % 2 == 0 ? 2
                                                : 1;
   out.family = "Nf4.cuh";
-  out.config = {typeLine("To", to),
-                typeLine("Dequant", dequant),
-                intLine("kN", n),
-                intLine("kBlockSize", blockSize),
-                intLine("kDqBlockSize", dqBlockSize),
-                intLine("kVec", vec),
-                intLine("kThreads", int(out.threads)),
-                intLine("kAbsmaxOffset", layout->absmaxOffset),
-                intLine("kNestedAbsmaxOffset", layout->nestedAbsmaxOffset),
-                intLine("kOffsetOffset", layout->offsetOffset)};
+  out.config = {typeLine("To", to), intLine("kN", n), intLine("kVec", vec),
+                intLine("kThreads", int(out.threads))};
+  out.config.insert(out.config.end(), nf4.begin(), nf4.end());
   out.arguments = "const unsigned char *w, Config::To *out";
   out.body = "qlora::cuda::dequantizeNf4<Config>(w, out);";
   out.grid = strideGrid(n / vec, out.threads);
@@ -559,8 +416,18 @@ const std::map<std::string_view, Builder> &builders() {
       {kernels::kClipCoefficient, buildClipCoefficient},
       {kernels::kAdamW, buildAdamW},
       {kernels::kDequantizeNf4, buildDequantizeNf4},
+      {kernels::kLinearFwd, buildLinearFwd},
+      {kernels::kLinearGradInput, buildLinearGradInput},
+      {kernels::kLoraGrad, buildLoraGrad},
+      {kernels::kAttentionFwd, buildAttentionFwd},
+      {kernels::kAttentionBwd, buildAttentionBwd},
   };
   return table;
+}
+
+/// The entry of the phase launched `index`-th after `entry`.
+std::string phaseEntry(const std::string &entry, size_t index) {
+  return entry + "_p" + std::to_string(index + 1);
 }
 
 /// A template's text without its `#include "kernels/..."` lines: the
@@ -587,16 +454,27 @@ std::string assemble(std::string_view kernel, std::string_view activation,
                        "\n// Generated by qloracc from kernels/" +
                        instance.family + ".\n";
   source += withoutLocalIncludes(templateText("Common.cuh"));
-  if (instance.family == "Nf4.cuh")
-    source += nf4Tables();
-  source += withoutLocalIncludes(templateText(instance.family));
+  std::vector<std::string> files = instance.uses;
+  files.push_back(instance.family);
+  for (const std::string &file : files) {
+    if (file == "Nf4.cuh")
+      source += nf4Tables();
+    source += withoutLocalIncludes(templateText(file));
+  }
   source += "\nnamespace {\nstruct Config {\n";
   for (const std::string &line : instance.config)
     source += "  " + line + "\n";
   source += "};\n} // namespace\n\n" + instance.globals;
-  source += "extern \"C\" __global__ void __launch_bounds__(" +
-            std::to_string(instance.threads) + ")\n" + entry + "(" +
-            instance.arguments + ") {\n  " + instance.body + "\n}\n";
+  auto addEntry = [&](const std::string &name, uint32_t threads,
+                      const std::string &body) {
+    source += "extern \"C\" __global__ void __launch_bounds__(" +
+              std::to_string(threads) + ")\n" + name + "(" +
+              instance.arguments + ") {\n  " + body + "\n}\n";
+  };
+  addEntry(entry, instance.threads, instance.body);
+  for (size_t i = 0; i < instance.then.size(); ++i)
+    addEntry(phaseEntry(entry, i), instance.then[i].threads,
+             instance.then[i].body);
   return source;
 }
 
@@ -639,6 +517,9 @@ instantiateCudaKernel(std::string_view templateName,
       assemble(templateName, activationType, canonical, result.entry, instance);
   result.blockThreads = instance.threads;
   result.grid = instance.grid;
+  for (size_t i = 0; i < instance.then.size(); ++i)
+    result.then.push_back({phaseEntry(result.entry, i),
+                           instance.then[i].threads, instance.then[i].grid});
   return result;
 }
 

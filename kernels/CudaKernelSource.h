@@ -22,6 +22,15 @@
 
 namespace qlora::cuda {
 
+/// A further entry of a multi-phase kernel (a GEMM chain, attention's
+/// backward pass): launched after the main entry, in order, on the same
+/// stream with the same arguments.
+struct CudaKernelPhase {
+  std::string entry;
+  uint32_t blockThreads = 0;
+  std::array<uint32_t, 3> grid = {1, 1, 1};
+};
+
 /// One instantiated kernel, ready for NVRTC.
 struct CudaKernelSource {
   /// The `extern "C" __global__` function: `<kernel>_<act>_<hash>`, where
@@ -33,13 +42,14 @@ struct CudaKernelSource {
   uint32_t blockThreads = 0;
   /// Blocks per grid (x, y, z), from the static shapes.
   std::array<uint32_t, 3> grid = {1, 1, 1};
+  /// Entries `<entry>_p1`, `<entry>_p2`, ... to launch after this one.
+  std::vector<CudaKernelPhase> then;
 };
 
 /// The CUDA source of `templateName` (a KernelAbi.h kernel) with `params`,
 /// activations and gradients of `activationType` ("f32" or "bf16").
 /// Returns std::nullopt and sets `error` (naming the kernel and the
-/// parameter) for an unknown kernel, a kernel with no CUDA template here
-/// (linear_*, lora_grad, attention_*) or a missing or invalid parameter.
+/// parameter) for an unknown kernel or a missing or invalid parameter.
 std::optional<CudaKernelSource>
 instantiateCudaKernel(std::string_view templateName,
                       const format::KernelParams &params,

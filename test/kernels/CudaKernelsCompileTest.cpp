@@ -10,6 +10,7 @@
 #include "kernels/CudaKernelSource.h"
 #include "kernels/NvrtcCompiler.h"
 #include "runtime/format/KernelAbi.h"
+#include "test/kernels/CudaKernelCases.h"
 
 #include <gtest/gtest.h>
 
@@ -19,30 +20,8 @@
 
 namespace {
 
-using qlora::format::KernelParams;
+using namespace qlora::cuda::test;
 namespace abi = qlora::kernels;
-
-struct Case {
-  std::string name;
-  std::string_view kernel;
-  KernelParams params;
-  std::string activation = "bf16";
-};
-
-/// The model shapes a case set is built from.
-struct Shapes {
-  std::string prefix;
-  int64_t batch, seq, vocab, hidden, intermediate, heads, headDim, rank;
-  std::string weightType; ///< frozen (non-NF4) weights
-};
-
-KernelParams makeParams(
-    std::initializer_list<std::pair<std::string, KernelParams::Value>> list) {
-  KernelParams params;
-  for (const auto &[name, value] : list)
-    params.set(name, value);
-  return params;
-}
 
 std::vector<Case> casesFor(const Shapes &s, const std::string &activation) {
   const int64_t rows = s.batch * s.seq;
@@ -173,6 +152,10 @@ std::vector<Case> casesFor(const Shapes &s, const std::string &activation) {
                    {"w_dequant_dtype", std::string("F32")},
                    {"to", std::string("F32")}})},
   };
+  for (auto *more : {linearCases, attentionCases}) {
+    std::vector<Case> extra = more(s, p);
+    cases.insert(cases.end(), extra.begin(), extra.end());
+  }
   for (Case &c : cases)
     c.activation = activation;
   return cases;

@@ -1,0 +1,4 @@
+// placeholder
+#ifndef QLORACC_KERNELS_ATTENTION_CUH
+#define QLORACC_KERNELS_ATTENTION_CUH
+#endif
