@@ -131,6 +131,19 @@ void QrtCodegenCudaPass::attachImages(KernelCompile &kernel) {
     images.push_back(NamedAttribute(StringAttr::get(context, key), blob));
   }
   kernel.op->setAttr(kCudaImagesAttr, DictionaryAttr::get(context, images));
+  if (kernel.source.then.empty())
+    return;
+  Builder b(context);
+  SmallVector<Attribute> phases;
+  for (const cuda::CudaKernelPhase &phase : kernel.source.then)
+    phases.push_back(b.getDictionaryAttr(
+        {b.getNamedAttr("entry", b.getStringAttr(phase.entry)),
+         b.getNamedAttr("grid",
+                        b.getDenseI64ArrayAttr(
+                            {phase.grid[0], phase.grid[1], phase.grid[2]})),
+         b.getNamedAttr("block",
+                        b.getDenseI64ArrayAttr({phase.blockThreads, 1, 1}))}));
+  kernel.op->setAttr(kCudaThenAttr, b.getArrayAttr(phases));
 }
 
 void QrtCodegenCudaPass::runOnOperation() {

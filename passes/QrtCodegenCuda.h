@@ -15,6 +15,9 @@ namespace mlir::qlora {
 /// The attribute holding a kernel's images: arch ("sm_80", "ptx") to a
 /// dense_resource of ui8.
 inline constexpr StringLiteral kCudaImagesAttr = "cuda.images";
+/// The attribute listing a multi-phase kernel's further entries, launched
+/// after its own: an array of {entry, grid, block} dictionaries.
+inline constexpr StringLiteral kCudaThenAttr = "cuda.then";
 
 /// True when kernels/ has a CUDA implementation of `templateName`.
 bool hasCudaKernel(StringRef templateName);

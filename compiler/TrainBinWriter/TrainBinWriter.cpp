@@ -38,6 +38,7 @@ static constexpr StringLiteral kLoraBSuffix = ".lora_B.weight";
 static constexpr StringLiteral kGradSuffix = ".grad";
 /// Set by --qrt-codegen-cuda: arch ("sm_80", "ptx") to the image's bytes.
 static constexpr StringLiteral kCudaImagesAttr = "cuda.images";
+static constexpr StringLiteral kCudaThenAttr = "cuda.then";
 
 //===----------------------------------------------------------------------===//
 // Memory plan
@@ -115,6 +116,8 @@ private:
   LogicalResult addKernels();
   LogicalResult addKernelImages(qrt::KernelOp kernel,
                                 format::TrainBinKernelDesc &out);
+  LogicalResult addKernelPhases(qrt::KernelOp kernel,
+                                format::TrainBinKernelDesc &out);
   LogicalResult addProgram(func::FuncOp step);
   LogicalResult addBuffer(qrt::BufferOp op);
   LogicalResult addLaunch(qrt::LaunchOp op, format::TrainBinProgramDesc &out);
@@ -167,7 +170,8 @@ LogicalResult TrainBinTranslator::addKernels() {
     if (failed(params))
       return failure();
     out.params = std::move(*params);
-    if (failed(addKernelImages(kernel, out)))
+    if (failed(addKernelImages(kernel, out)) ||
+        failed(addKernelPhases(kernel, out)))
       return failure();
     kernelBySymbol[kernel.getSymName()] = desc.kernels.size();
     desc.kernels.push_back(std::move(out));
@@ -208,6 +212,42 @@ TrainBinTranslator::addKernelImages(qrt::KernelOp kernel,
     section.borrowed = std::as_bytes(std::span(bytes.data(), bytes.size()));
     out.images.push_back({arch.str(), int32_t(desc.sections.size())});
     desc.sections.push_back(std::move(section));
+  }
+  return success();
+}
+
+/// `cuda.then`: the entries launched after the kernel's own, in order.
+LogicalResult
+TrainBinTranslator::addKernelPhases(qrt::KernelOp kernel,
+                                    format::TrainBinKernelDesc &out) {
+  Attribute attr = kernel->getAttr(kCudaThenAttr);
+  if (!attr)
+    return success();
+  auto phases = dyn_cast<ArrayAttr>(attr);
+  auto invalid = [&]() {
+    return kernel.emitOpError("'")
+           << kCudaThenAttr
+           << "' must be an array of {entry: string, grid: array<i64: x, y, "
+              "z>, block: array<i64: x, y, z>} (set by --qrt-codegen-cuda), "
+              "got "
+           << attr;
+  };
+  if (!phases)
+    return invalid();
+  for (Attribute element : phases) {
+    auto phase = dyn_cast<DictionaryAttr>(element);
+    auto entry = phase ? phase.getAs<StringAttr>("entry") : StringAttr();
+    auto grid = phase ? phase.getAs<DenseI64ArrayAttr>("grid") : nullptr;
+    auto block = phase ? phase.getAs<DenseI64ArrayAttr>("block") : nullptr;
+    if (!entry || !grid || !block || grid.size() != 3 || block.size() != 3)
+      return invalid();
+    FailureOr<std::vector<uint32_t>> gridU32 =
+        toU32(kernel, "grid", grid.asArrayRef());
+    FailureOr<std::vector<uint32_t>> blockU32 =
+        toU32(kernel, "block", block.asArrayRef());
+    if (failed(gridU32) || failed(blockU32))
+      return failure();
+    out.then.push_back({entry.str(), *gridU32, *blockU32});
   }
   return success();
 }

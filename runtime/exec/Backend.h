@@ -33,6 +33,8 @@ struct LaunchGeometry {
   std::array<uint32_t, 3> grid{1, 1, 1};
   std::array<uint32_t, 3> block{1, 1, 1};
   uint32_t sharedBytes = 0;
+
+  uint32_t blockThreads() const { return block[0] * block[1] * block[2]; }
 };
 
 class Backend {

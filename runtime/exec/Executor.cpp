@@ -35,16 +35,27 @@ void argumentRanges(const fb::TrainBin &root, const fb::Instr &instr,
 
 } // namespace
 
+namespace {
+void fillDims(const flatbuffers::Vector<uint32_t> *dims,
+              std::array<uint32_t, 3> &out) {
+  if (dims)
+    for (uint32_t i = 0; i < dims->size() && i < out.size(); ++i)
+      out[i] = dims->Get(i);
+}
+
+} // namespace
+
+LaunchGeometry launchGeometry(const fb::KernelPhase &phase) {
+  LaunchGeometry geometry;
+  fillDims(phase.grid(), geometry.grid);
+  fillDims(phase.block(), geometry.block);
+  return geometry;
+}
+
 LaunchGeometry launchGeometry(const fb::Instr &instr) {
   LaunchGeometry geometry;
-  auto fill = [](const flatbuffers::Vector<uint32_t> *dims,
-                 std::array<uint32_t, 3> &out) {
-    if (dims)
-      for (uint32_t i = 0; i < dims->size() && i < out.size(); ++i)
-        out[i] = dims->Get(i);
-  };
-  fill(instr.grid(), geometry.grid);
-  fill(instr.block(), geometry.block);
+  fillDims(instr.grid(), geometry.grid);
+  fillDims(instr.block(), geometry.block);
   geometry.sharedBytes = instr.smem();
   return geometry;
 }

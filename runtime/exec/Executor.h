@@ -27,12 +27,16 @@ namespace qlora::fb {
 struct Program;
 struct Buffer;
 struct Instr;
+struct KernelPhase;
 } // namespace qlora::fb
 
 namespace qlora::exec {
 
 /// The grid, block and shared memory of a launch instruction.
 LaunchGeometry launchGeometry(const fb::Instr &instr);
+
+/// The grid and block of a multi-phase kernel's further entry.
+LaunchGeometry launchGeometry(const fb::KernelPhase &phase);
 
 class Executor {
 public:

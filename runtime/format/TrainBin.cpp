@@ -396,6 +396,12 @@ bool Validator::checkKernels() {
                                                             std::to_string(i) +
                                                             "] section "))
         return false;
+    const auto *then = kernel->then();
+    for (uint32_t i = 0; i < sizeOf(then); ++i)
+      if (!then->Get(i)->entry() || then->Get(i)->entry()->size() == 0)
+        return fail(where + "then[" + std::to_string(i) +
+                    "] has no entry, expected the name of a function in the "
+                    "kernel's images");
   }
   return true;
 }

@@ -221,9 +221,14 @@ Offset<fb::Kernel> PlanBuilder::buildKernel(const TrainBinKernelDesc &kernel) {
         return fb::CreateKernelImage(fbb, fbb.CreateString(image.arch),
                                      image.section);
       });
+  auto then = buildAll(kernel.then, [&](const TrainBinKernelPhaseDesc &phase) {
+    return fb::CreateKernelPhase(fbb, fbb.CreateString(phase.entry),
+                                 fbb.CreateVector(phase.grid),
+                                 fbb.CreateVector(phase.block));
+  });
   return fb::CreateKernel(fbb, fbb.CreateString(kernel.symbol),
                           fbb.CreateString(kernel.templateName), paramVector,
-                          images);
+                          images, then);
 }
 
 Offset<fb::Instr> PlanBuilder::buildInstr(const TrainBinInstrDesc &instr) {

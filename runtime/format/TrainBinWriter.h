@@ -57,11 +57,17 @@ struct TrainBinKernelImageDesc {
   int32_t section = -1;
 };
 
+struct TrainBinKernelPhaseDesc {
+  std::string entry;
+  std::vector<uint32_t> grid, block;
+};
+
 struct TrainBinKernelDesc {
   std::string symbol;
   std::string templateName;
   KernelParams params;
   std::vector<TrainBinKernelImageDesc> images;
+  std::vector<TrainBinKernelPhaseDesc> then;
 };
 
 struct TrainBinInstrDesc {

@@ -40,7 +40,9 @@ module attributes {
     params {n = 4 : i64, value = 0.0 : f64}
     {cuda.images = {ptx = dense_resource<fill_ptx> : tensor<5xui8>,
                     sm_80 = dense_resource<fill_sm_80> : tensor<4xui8>,
-                    sm_90 = dense_resource<fill_sm_90> : tensor<3xui8>}}
+                    sm_90 = dense_resource<fill_sm_90> : tensor<3xui8>},
+     cuda.then = [{entry = "fill_f32_0123456789abcdef_p1",
+                   grid = array<i64: 7, 2, 1>, block = array<i64: 64, 1, 1>}]}
   func.func @train_step() attributes {qlora.grad_accum = 1 : i64,
       qlora.optimizer = {beta1 = 0.9 : f64, beta2 = 0.999 : f64,
                          epsilon = 1.0e-08 : f64, max_grad_norm = 1.0 : f64,
@@ -127,7 +129,14 @@ TEST(TrainBinImages, WrittenAsAlignedSectionsAndSelectedByArch) {
   EXPECT_EQ(bytesOf(specs[0].images[1].bytes), "\x7f"
                                                "ELF");
   EXPECT_EQ(bytesOf(specs[0].images[2].bytes), "\xaa\xbb\xcc");
-  EXPECT_EQ(specs[0].maxBlockThreads, 32u);
+  // The further phase: its entry and geometry (64 threads > the launch's 32).
+  ASSERT_EQ(specs[0].then.size(), 1u);
+  EXPECT_EQ(specs[0].then[0].entry, "fill_f32_0123456789abcdef_p1");
+  EXPECT_EQ(specs[0].then[0].geometry.grid,
+            (std::array<uint32_t, 3>{7, 2, 1}));
+  EXPECT_EQ(specs[0].then[0].geometry.block,
+            (std::array<uint32_t, 3>{64, 1, 1}));
+  EXPECT_EQ(specs[0].maxBlockThreads, 64u);
   auto pick = [&](int major, int minor) {
     std::optional<size_t> index =
         qlora::cuda::pickCudaImage(specs[0].images, major, minor);

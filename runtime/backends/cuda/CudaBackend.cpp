@@ -50,6 +50,14 @@ std::vector<CudaKernelSpec> cudaKernelsOf(const format::TrainBinFile &file) {
                                image->section() >= 0
                                    ? file.section(uint32_t(image->section()))
                                    : std::span<const std::byte>()});
+    if (kernel->then())
+      for (const fb::KernelPhase *phase : *kernel->then()) {
+        CudaKernelPhaseSpec &then = spec.then.emplace_back();
+        then.entry = phase->entry() ? phase->entry()->str() : "";
+        then.geometry = exec::launchGeometry(*phase);
+        spec.maxBlockThreads =
+            std::max(spec.maxBlockThreads, then.geometry.blockThreads());
+      }
   }
   std::vector<bool> seen(kernels.size());
   if (root.programs())
@@ -258,20 +266,35 @@ bool CudaBackend::loadKernel(uint32_t kernel, std::string &error) {
             " (" + arch() + "): " + why;
     return false;
   }
-  if (!cu.check(cu.moduleGetFunction(&loaded.function, loaded.module,
-                                     spec.symbol.c_str()),
+  if (!getFunction(kernel, spec.symbol, loaded.function, error))
+    return false;
+  loaded.then.resize(spec.then.size());
+  for (size_t i = 0; i < spec.then.size(); ++i)
+    if (!getFunction(kernel, spec.then[i].entry, loaded.then[i], error))
+      return false;
+  return true;
+}
+
+bool CudaBackend::getFunction(uint32_t kernel, const std::string &entry,
+                              CUfunction &function, std::string &error) {
+  const CudaDriver &cu = *driver_;
+  const CudaKernelSpec &spec = kernels_[kernel];
+  const std::string &arch = spec.images[loaded_[kernel].image].arch;
+  std::string why;
+  if (!cu.check(cu.moduleGetFunction(&function, loaded_[kernel].module,
+                                     entry.c_str()),
                 "cuModuleGetFunction", why)) {
-    error = "its " + image.arch + " image has no function '" + spec.symbol +
-            "': " + why;
+    function = nullptr;
+    error = "its " + arch + " image has no function '" + entry + "': " + why;
     return false;
   }
   if (spec.maxSharedBytes > kDefaultSharedBytes &&
-      !cu.check(
-          cu.funcSetAttribute(loaded.function,
-                              CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
-                              int(spec.maxSharedBytes)),
-          "cuFuncSetAttribute", why)) {
-    error = "cannot give it " + std::to_string(spec.maxSharedBytes) +
+      !cu.check(cu.funcSetAttribute(
+                    function, CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES,
+                    int(spec.maxSharedBytes)),
+                "cuFuncSetAttribute", why)) {
+    error = "cannot give '" + entry + "' " +
+            std::to_string(spec.maxSharedBytes) +
             " bytes of shared memory: " + why;
     return false;
   }
@@ -326,11 +349,19 @@ void CudaBackend::launchOnGrid(uint32_t kernel,
   argPointers_.clear();
   for (CUdeviceptr &value : argValues_)
     argPointers_.push_back(&value);
+  launchFunction(kernel, loaded_[kernel].function, geometry);
+  const std::vector<CudaKernelPhaseSpec> &then = kernels_[kernel].then;
+  for (size_t i = 0; i < then.size(); ++i)
+    launchFunction(kernel, loaded_[kernel].then[i], then[i].geometry);
+}
+
+void CudaBackend::launchFunction(uint32_t kernel, CUfunction function,
+                                 const exec::LaunchGeometry &geometry) {
   const auto &grid = geometry.grid;
   const auto &block = geometry.block;
   CUresult result = driver_->launchKernel(
-      loaded_[kernel].function, grid[0], grid[1], grid[2], block[0], block[1],
-      block[2], geometry.sharedBytes, stream_, argPointers_.data(), nullptr);
+      function, grid[0], grid[1], grid[2], block[0], block[1], block[2],
+      geometry.sharedBytes, stream_, argPointers_.data(), nullptr);
   if (result != CUDA_SUCCESS && pendingError_.empty())
     pendingError_ = "kernel '" + kernels_[kernel].symbol +
                     "': " + driver_->errorMessage("cuLaunchKernel", result);

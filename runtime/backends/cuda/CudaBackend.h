@@ -52,6 +52,12 @@ struct CudaKernelImage {
   std::span<const std::byte> bytes;
 };
 
+/// A further entry of a multi-phase kernel (train.bin's Kernel.then).
+struct CudaKernelPhaseSpec {
+  std::string entry;
+  exec::LaunchGeometry geometry;
+};
+
 /// What the backend needs to know of one train.bin kernel.
 struct CudaKernelSpec {
   std::string symbol;
@@ -62,6 +68,8 @@ struct CudaKernelSpec {
   uint32_t maxSharedBytes = 0;
   /// The geometry of its first launch, for launch() without one.
   exec::LaunchGeometry geometry;
+  /// Launched after each launch of `symbol`, in order, same arguments.
+  std::vector<CudaKernelPhaseSpec> then;
 };
 
 /// The kernels of `file` with their images and launch geometry.
@@ -122,11 +130,18 @@ private:
     size_t image = 0;
     CUmodule module = nullptr;
     CUfunction function = nullptr;
+    std::vector<CUfunction> then; ///< CudaKernelSpec::then's functions
   };
 
   CudaBackend() = default;
   bool open(CudaFailure &failure);
   bool loadKernel(uint32_t kernel, std::string &error);
+  /// cuModuleGetFunction of `entry` in `kernel`'s module, with its shared
+  /// memory limit raised where its launches need it.
+  bool getFunction(uint32_t kernel, const std::string &entry,
+                   CUfunction &function, std::string &error);
+  void launchFunction(uint32_t kernel, CUfunction function,
+                      const exec::LaunchGeometry &geometry);
   /// Keeps the first failure for synchronize().
   void keep(CUresult result, std::string_view entry);
 
