@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# Runs the training-step benchmark on the GPU machine, in the repository
+# root, from what bench/step/prepare.sh staged here:
+#
+#   run(command="bash bench/step/run.sh all", carry=[".bench-step"])
+#
+# `all` runs qlora-run and the transformers + PEFT + bitsandbytes baseline
+# (bench/step/hf_baseline.py) on each staged preset, one process at a time,
+# and prints the table (bench/step/measure.py); `ours` or `hf` run one side
+# only (prepare.sh says when the staged files need two calls). STEPS
+# (default 7) and WARMUP (2) set the steps per run and how many of them the
+# medians skip; BUDGET_S (default 560) bounds the whole run. The table, the
+# numbers as JSON, the raw logs and the memory samples go to $OUT when it is
+# set, else to .bench-step/results.
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+cd "$ROOT"
+MODE=${1:-all}
+case "$MODE" in all | ours | hf) ;; *)
+  echo "usage: $0 all|ours|hf" >&2
+  exit 2
+  ;;
+esac
+STAGE=.bench-step
+HF_STAGE=$STAGE
+[ -d "$STAGE/whl" ] || HF_STAGE=.bench-step-hf
+if [ "$MODE" != hf ] && [ ! -x "$STAGE/qlora-run" ]; then
+  echo "bench/step: no $STAGE/qlora-run; run 'bash bench/step/prepare.sh' here first and carry .bench-step" >&2
+  exit 2
+fi
+if [ "$MODE" != ours ]; then
+  ls "$HF_STAGE"/whl/bitsandbytes-*.whl >/dev/null 2>&1 || {
+    echo "bench/step: no bitsandbytes wheel in $HF_STAGE/whl; run bench/step/prepare.sh and carry it" >&2
+    exit 2
+  }
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir \
+    --upgrade --target /tmp/site "$HF_STAGE"/whl/*.whl
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+export PYTHONUNBUFFERED=1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
+  echo "bench/step: nvidia-smi failed; no memory samples"
+cat "$STAGE/manifest.txt" 2>/dev/null || cat "$HF_STAGE/manifest.txt" 2>/dev/null || true
+RESULTS=${OUT:-$STAGE/results}
+mkdir -p "$RESULTS"
+exec python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
+  --hf-stage "$HF_STAGE" --steps "${STEPS:-7}" --warmup "${WARMUP:-2}" \
+  --budget-s "${BUDGET_S:-560}" --device "${DEVICE:-cuda}" --out "$RESULTS"
