@@ -1,15 +1,202 @@
-//===- CudaLinearSource.cpp - placeholder until the templates land
-//----------===//
+//===- CudaLinearSource.cpp - linear_fwd, linear_grad_input, lora_grad ----===//
+//
+// The builders of the three LoRA linear kernels (kernels/Gemm.cuh): each
+// GEMM of KernelAbi.h's formula is one phase, launched in order with the
+// kernel's arguments, with tiles chosen per GEMM shape:
+//   linear_fwd         y = x·Wᵀ ; [lora] t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
+//   linear_grad_input  dx (+)= dy·W ; [lora] dt_ws = dy·B ;
+//                      dx += m ⊙ (s·(dt_ws·A))
+//   lora_grad          da (+)= s·(dt_wsᵀ·xd) ; db (+)= s·(dyᵀ·t_ws)
+//
+//===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelBuilder.h"
+#include "runtime/format/CounterRng.h"
+#include "runtime/format/KernelAbi.h"
+
+#include <cmath>
 
 namespace qlora::cuda::detail {
-void buildLinearFwd(Reader &r, const std::string &, Instance &) {
-  r.fail("no CUDA template yet");
+namespace {
+
+/// The block tile of one GEMM phase (Gemm.cuh's GemmTiles).
+struct Tiles {
+  int tileM, tileN, warpsM, warpsN;
+
+  uint32_t threads() const { return uint32_t(warpsM * warpsN * 32); }
+  std::string type() const {
+    return "qlora::cuda::GemmTiles<" + std::to_string(tileM) + ", " +
+           std::to_string(tileN) + ", " + std::to_string(warpsM) + ", " +
+           std::to_string(warpsN) + ">";
+  }
+};
+
+/// 128x128 tiles on 8 warps (64x32 each) where C has enough of them to fill
+/// the GPU, else 64x64 tiles on 4 warps (32x32 each).
+Tiles chooseTiles(int64_t m, int64_t n) {
+  if (m >= 128 && n >= 128 && int64_t(ceilDiv(m, 128)) * ceilDiv(n, 128) >= 64)
+    return {128, 128, 2, 4};
+  return {64, 64, 2, 2};
 }
-void buildLinearGradInput(Reader &r, const std::string &, Instance &) {
-  r.fail("no CUDA template yet");
+
+/// One GEMM phase: `function<Config, tiles>(arguments)` over C[m, n].
+struct Phase {
+  std::string body;
+  uint32_t threads;
+  std::array<uint32_t, 3> grid;
+};
+
+Phase gemmPhase(Reader &r, const std::string &function,
+                const std::string &arguments, int64_t m, int64_t n) {
+  Tiles tiles = chooseTiles(m, n);
+  constexpr int64_t kMaxGridY = 65535;
+  if (int64_t(ceilDiv(m, tiles.tileM)) > kMaxGridY)
+    r.fail("GEMM of " + std::to_string(m) + " rows needs more than " +
+           std::to_string(kMaxGridY) + " row tiles");
+  return {"qlora::cuda::" + function + "<Config, " + tiles.type() + ">(" +
+              arguments + ");",
+          tiles.threads(),
+          {ceilDiv(n, tiles.tileN), ceilDiv(m, tiles.tileM), 1}};
 }
-void buildLoraGrad(Reader &r, const std::string &, Instance &) {
-  r.fail("no CUDA template yet");
+
+/// The phases as the instance's entry and its `then` list.
+void setPhases(Instance &out, const std::vector<Phase> &phases) {
+  out.body = phases.front().body;
+  out.threads = phases.front().threads;
+  out.grid = phases.front().grid;
+  for (size_t i = 1; i < phases.size(); ++i)
+    out.then.push_back({phases[i].body, phases[i].threads, phases[i].grid});
 }
+
+struct LinearShape {
+  int64_t rows, in, out, rank;
+};
+
+/// rows in out rank scaling [accumulate] and the optional dropout as Config
+/// lines; true when dropout > 0 (the kernel takes `step` last).
+bool linearConfig(Reader &r, const std::string &T, bool needsRank,
+                  bool hasAccumulate, Instance &out, LinearShape &shape) {
+  shape = {r.dim("rows"), r.dim("in"), r.dim("out"),
+           r.dim("rank", needsRank ? 1 : 0)};
+  double scaling = r.real("scaling");
+  bool accumulate = hasAccumulate && r.flag("accumulate");
+  double p = r.all().getFloat("dropout").value_or(0.0);
+  if (!(p >= 0 && p < 1))
+    r.fail("parameter 'dropout' must be in [0, 1), found " + std::to_string(p));
+  bool dropout = p > 0;
+  uint64_t key = 0;
+  uint32_t threshold = 0;
+  if (dropout) {
+    if (shape.rank == 0)
+      r.fail("dropout > 0 needs the LoRA path (rank > 0)");
+    auto stream = r.all().getString("dropout_stream");
+    auto seed = r.all().getInt("dropout_seed");
+    if (!stream)
+      r.fail("missing string parameter 'dropout_stream'");
+    if (!seed)
+      r.fail("missing integer parameter 'dropout_seed'");
+    key = format::CounterRng(uint64_t(seed.value_or(0)), stream.value_or(""))
+              .streamKey();
+    // uniform = bits · 2^-24 >= p  <=>  bits >= ceil(p · 2^24) (exact).
+    threshold = uint32_t(std::ceil(p * 16777216.0));
+  }
+  out.family = "Gemm.cuh";
+  out.uses = {"Nf4.cuh", "GemmOperands.cuh"};
+  out.config = {typeLine("T", T),
+                intLine("kRows", shape.rows),
+                intLine("kIn", shape.in),
+                intLine("kOut", shape.out),
+                intLine("kRank", shape.rank),
+                floatLine("kScaling", float(scaling)),
+                boolLine("kAccumulate", accumulate),
+                boolLine("kDropout", dropout),
+                "static constexpr unsigned long long kDropoutKey = " +
+                    std::to_string(key) + "ull;",
+                "static constexpr unsigned kDropoutThreshold = " +
+                    std::to_string(threshold) + "u;",
+                floatLine("kDropoutScale",
+                          dropout ? float(1.0 / (1.0 - p)) : 1.0f)};
+  return dropout;
+}
+
+/// W and kNf4 (with the [nf4] lines) of an [out, in] frozen weight.
+void weightConfig(Reader &r, const LinearShape &shape, Instance &out) {
+  std::string dtype =
+      r.oneOf("w_dtype", {"F32", "BF16", "F16", kernels::kNf4WeightDType});
+  bool nf4 = dtype == kernels::kNf4WeightDType;
+  out.config.push_back(
+      typeLine("W", nf4 ? "unsigned char" : r.cudaType("w_dtype")));
+  out.config.push_back(boolLine("kNf4", nf4));
+  if (!nf4)
+    return;
+  std::vector<std::string> lines = nf4WeightConfig(r, shape.out * shape.in);
+  out.config.insert(out.config.end(), lines.begin(), lines.end());
+}
+
+} // namespace
+
+void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
+  LinearShape s;
+  bool dropout = linearConfig(r, T, false, false, out, s);
+  weightConfig(r, s, out);
+  if (!r.ok())
+    return;
+  std::string step = dropout ? "step" : "nullptr";
+  out.arguments = "const Config::T *x, const Config::W *w, ";
+  if (s.rank > 0)
+    out.arguments += "const float *a, const float *b, Config::T *t_ws, ";
+  out.arguments += "Config::T *y";
+  if (dropout)
+    out.arguments += ", const long long *step";
+  std::vector<Phase> phases = {
+      gemmPhase(r, "linearFwdBase", "x, w, y", s.rows, s.out)};
+  if (s.rank > 0) {
+    phases.push_back(gemmPhase(r, "linearFwdLoraDown",
+                               "x, a, t_ws, " + step, s.rows, s.rank));
+    phases.push_back(
+        gemmPhase(r, "linearFwdLoraUp", "t_ws, b, y", s.rows, s.out));
+  }
+  setPhases(out, phases);
+}
+
+void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
+  LinearShape s;
+  bool dropout = linearConfig(r, T, false, true, out, s);
+  weightConfig(r, s, out);
+  if (!r.ok())
+    return;
+  std::string step = dropout ? "step" : "nullptr";
+  out.arguments = "const Config::T *dy, const Config::W *w, ";
+  if (s.rank > 0)
+    out.arguments += "const float *a, const float *b, Config::T *dt_ws, ";
+  out.arguments += "Config::T *dx";
+  if (dropout)
+    out.arguments += ", const long long *step";
+  std::vector<Phase> phases = {
+      gemmPhase(r, "linearGradInputBase", "dy, w, dx", s.rows, s.in)};
+  if (s.rank > 0) {
+    phases.push_back(gemmPhase(r, "linearGradInputLoraDown", "dy, b, dt_ws",
+                               s.rows, s.rank));
+    phases.push_back(gemmPhase(r, "linearGradInputLoraUp",
+                               "dt_ws, a, dx, " + step, s.rows, s.in));
+  }
+  setPhases(out, phases);
+}
+
+void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
+  LinearShape s;
+  bool dropout = linearConfig(r, T, true, true, out, s);
+  if (!r.ok())
+    return;
+  std::string step = dropout ? "step" : "nullptr";
+  out.arguments =
+      "const Config::T *dy, const Config::T *x, const float *a, const float "
+      "*b, const Config::T *t_ws, const Config::T *dt_ws, float *da, float "
+      "*db";
+  if (dropout)
+    out.arguments += ", const long long *step";
+  setPhases(out, {gemmPhase(r, "loraGradA", "dt_ws, x, da, " + step, s.rank,
+                            s.in),
+                  gemmPhase(r, "loraGradB", "dy, t_ws, db", s.out, s.rank)});
+}
+
 } // namespace qlora::cuda::detail

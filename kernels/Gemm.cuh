@@ -1,4 +1,332 @@
-// placeholder
+//===- Gemm.cuh - linear_fwd, linear_grad_input, lora_grad -----*- CUDA -*-===//
+//
+// One tiled tensor-core GEMM, C[M,N] (+)= alpha · sum_k A(m,k) · B(k,n),
+// and the phases of the three LoRA linear kernels built from it. A block
+// computes a [kTileM, kTileN] tile of C (grid x: N tiles, y: M tiles) with
+// kWarpsM x kWarpsN warps; each warp owns a [kWarpM, kWarpN] sub-tile of
+// 16x16 WMMA fragments (bf16 inputs, fp32 accumulators). The K loop steps
+// 32 at a time: the next step's operand tiles are loaded into registers
+// (GemmOperands.cuh: converted to bf16, NF4 decoded, dropout applied, zero
+// outside the problem) while the tensor cores work on the current one in
+// shared memory. The epilogue goes through a per-warp 16x16 fp32 scratch
+// (aliasing the operand tiles) and writes only elements inside C.
+//
+// Phases (KernelAbi.h; the builder launches them in order on one stream):
+//   linear_fwd         y = x·Wᵀ ; t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
+//   linear_grad_input  dx (+)= dy·W ; dt_ws = dy·B ; dx += m ⊙ (s·(dt_ws·A))
+//   lora_grad          da (+)= s·(dt_wsᵀ·xd) ; db (+)= s·(dyᵀ·t_ws)
+// As on the CPU, each GEMM result is rounded to fp32 before it is scaled
+// or added; a T output is rounded to T after each phase.
+// Config: T, W (unsigned char for NF4), kNf4 (+ nf4WeightConfig's lines),
+// kRows, kIn, kOut, kRank, kScaling, kAccumulate, kDropoutKey,
+// kDropoutThreshold, kDropoutScale.
+//
+//===----------------------------------------------------------------------===//
 #ifndef QLORACC_KERNELS_GEMM_CUH
 #define QLORACC_KERNELS_GEMM_CUH
-#endif
+
+#include "kernels/Common.cuh"
+#include "kernels/GemmOperands.cuh"
+
+#include <mma.h>
+
+namespace qlora::cuda {
+
+/// The block's tile of C and its warps.
+template <int TileM, int TileN, int WarpsM, int WarpsN> struct GemmTiles {
+  static constexpr int kTileM = TileM, kTileN = TileN, kTileK = 32;
+  static constexpr int kWarpsM = WarpsM, kWarpsN = WarpsN;
+  static constexpr int kWarps = WarpsM * WarpsN;
+  static constexpr int kThreads = kWarps * kWarpSize;
+  static constexpr int kWarpM = TileM / WarpsM, kWarpN = TileN / WarpsN;
+  static constexpr int kFragmentsM = kWarpM / 16, kFragmentsN = kWarpN / 16;
+  /// Shared tile row stride in elements: rows stay 16-byte aligned, and a
+  /// 16-row fragment starts 256-bit aligned, as WMMA loads need.
+  static constexpr int kLd = kTileK + 8;
+  static_assert(TileM % (16 * WarpsM) == 0 && TileN % (16 * WarpsN) == 0,
+                "a warp owns whole 16x16 fragments");
+};
+
+/// C (+)= alpha · A·B over the block's tile of C; every thread of the
+/// Tiles::kThreads-thread block calls it.
+template <class Tiles, class OpA, class OpB, class Epi>
+__device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
+  namespace wmma = nvcuda::wmma;
+  constexpr Index kM = Epi::kM, kN = Epi::kN, kK = OpA::kK;
+  static_assert(OpA::kRows == kM && OpB::kRows == kN && OpB::kK == kK,
+                "operand shapes must match C");
+  constexpr int kTileM = Tiles::kTileM, kTileN = Tiles::kTileN;
+  constexpr int kTileK = Tiles::kTileK, kLd = Tiles::kLd;
+  constexpr int kThreads = Tiles::kThreads;
+  constexpr int kTileBytes = (kTileM + kTileN) * kLd * 2;
+  constexpr int kScratchBytes = Tiles::kWarps * 16 * 16 * 4;
+  __shared__ __align__(128) unsigned char
+      shared[kTileBytes > kScratchBytes ? kTileBytes : kScratchBytes];
+  __nv_bfloat16 *tileA = reinterpret_cast<__nv_bfloat16 *>(shared);
+  __nv_bfloat16 *tileB = tileA + kTileM * kLd;
+
+  const Index m0 = Index(blockIdx.y) * kTileM, n0 = Index(blockIdx.x) * kTileN;
+  const int warp = int(threadIdx.x) / kWarpSize;
+  const int lane = int(threadIdx.x) % kWarpSize;
+  const int warpRow = (warp / Tiles::kWarpsN) * Tiles::kWarpM;
+  const int warpCol = (warp % Tiles::kWarpsN) * Tiles::kWarpN;
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float>
+      acc[Tiles::kFragmentsM][Tiles::kFragmentsN];
+#pragma unroll
+  for (int i = 0; i < Tiles::kFragmentsM; ++i)
+#pragma unroll
+    for (int j = 0; j < Tiles::kFragmentsN; ++j)
+      wmma::fill_fragment(acc[i][j], 0.0f);
+
+  TileStage<OpA, kTileM, kTileK, kLd, kThreads> stageA;
+  TileStage<OpB, kTileN, kTileK, kLd, kThreads> stageB;
+  constexpr Index kSteps = (kK + kTileK - 1) / kTileK;
+  stageA.load(a, m0, 0);
+  stageB.load(b, n0, 0);
+  stageA.store(tileA);
+  stageB.store(tileB);
+  __syncthreads();
+  for (Index step = 0; step < kSteps; ++step) {
+    const bool more = step + 1 < kSteps; // the same in every thread
+    if (more) {
+      stageA.load(a, m0, (step + 1) * kTileK);
+      stageB.load(b, n0, (step + 1) * kTileK);
+    }
+#pragma unroll
+    for (int kk = 0; kk < kTileK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
+                     wmma::row_major>
+          fa[Tiles::kFragmentsM];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
+                     wmma::col_major>
+          fb[Tiles::kFragmentsN];
+#pragma unroll
+      for (int i = 0; i < Tiles::kFragmentsM; ++i)
+        wmma::load_matrix_sync(fa[i], tileA + (warpRow + i * 16) * kLd + kk,
+                               kLd);
+#pragma unroll
+      for (int j = 0; j < Tiles::kFragmentsN; ++j)
+        wmma::load_matrix_sync(fb[j], tileB + (warpCol + j * 16) * kLd + kk,
+                               kLd);
+#pragma unroll
+      for (int i = 0; i < Tiles::kFragmentsM; ++i)
+#pragma unroll
+        for (int j = 0; j < Tiles::kFragmentsN; ++j)
+          wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
+    }
+    __syncthreads(); // every warp is done reading the tiles
+    if (more) {
+      stageA.store(tileA);
+      stageB.store(tileB);
+      __syncthreads();
+    }
+  }
+
+  // The tiles are free (the loop ended on a barrier): each warp's scratch.
+  float *scratch = reinterpret_cast<float *>(shared) + warp * 16 * 16;
+  const int row = lane / 2, column = (lane % 2) * 8; // 8 columns a lane
+#pragma unroll
+  for (int i = 0; i < Tiles::kFragmentsM; ++i)
+#pragma unroll
+    for (int j = 0; j < Tiles::kFragmentsN; ++j) {
+      wmma::store_matrix_sync(scratch, acc[i][j], 16, wmma::mem_row_major);
+      __syncwarp();
+      const Index m = m0 + warpRow + i * 16 + row;
+#pragma unroll
+      for (int c = 0; c < 8; c += Epi::kWidth) {
+        const Index n = n0 + warpCol + j * 16 + column + c;
+        if (m < kM && n < kN) // kWidth divides kN: the vector is inside
+          epi.store(m, n, scratch + row * 16 + column + c);
+      }
+      __syncwarp(); // before the next fragment overwrites the scratch
+    }
+}
+
+//===- the frozen weight --------------------------------------------------===//
+
+/// W[out, in] as an operand with kRows rows and kK columns: [N = out,
+/// K = in] for x·Wᵀ (Major::kK) and [K = out, N = in] for dy·W
+/// (Major::kRow).
+template <class Config, Major kMajor, Index kRows, Index kK,
+          bool kNf4 = Config::kNf4>
+struct WeightOperand {
+  using Type =
+      Operand<DenseSource<typename Config::W>, NoMask, kMajor, kRows, kK>;
+  static __device__ __forceinline__ Type make(const typename Config::W *w,
+                                              int) {
+    return {{w}, {}};
+  }
+};
+
+/// An NF4 W has its tables in shared memory first (every thread of the
+/// block calls make).
+template <class Config, Major kMajor, Index kRows, Index kK>
+struct WeightOperand<Config, kMajor, kRows, kK, true> {
+  using Type = Operand<Nf4Source<Config>, NoMask, kMajor, kRows, kK>;
+  template <int Threads>
+  static __device__ __forceinline__ Type make(const unsigned char *w) {
+    __shared__ Nf4Tables tables;
+    loadNf4Tables<Threads>(tables, Config::kDqBlockSize != 0);
+    return {{w, &tables}, {}};
+  }
+};
+
+/// The weight operand of a Tiles::kThreads-thread block.
+template <class Config, class Tiles, Major kMajor, Index kRows, Index kK>
+__device__ __forceinline__ typename WeightOperand<Config, kMajor, kRows,
+                                                  kK>::Type
+weightOperand(const typename Config::W *w) {
+  using Weight = WeightOperand<Config, kMajor, kRows, kK>;
+  if constexpr (Config::kNf4)
+    return Weight::template make<Tiles::kThreads>(w);
+  else
+    return Weight::make(w, 0);
+}
+
+template <class Config, Major kMajor, Index kRows, Index kK>
+using ActivationOperand =
+    Operand<DenseSource<typename Config::T>, NoMask, kMajor, kRows, kK>;
+template <class Config, Major kMajor, Index kRows, Index kK>
+using LoraOperand = Operand<DenseSource<float>, NoMask, kMajor, kRows, kK>;
+
+//===- linear_fwd ---------------------------------------------------------===//
+
+/// y = x·Wᵀ: M = T, N = out, K = in.
+template <class Config, class Tiles>
+__device__ void linearFwdBase(const typename Config::T *x,
+                              const typename Config::W *w,
+                              typename Config::T *y) {
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
+                  kOut = Config::kOut;
+  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
+              weightOperand<Config, Tiles, Major::kK, kOut, kIn>(w),
+              Epilogue<typename Config::T, NoMask, false, kRows, kOut>{
+                  y, 1.0f, {}});
+}
+
+/// t_ws = xd·Aᵀ: M = T, N = r, K = in; A(m = t, k = i) = xd[t, i],
+/// B(k = i, n = j) = a[j, i].
+template <class Config, class Tiles>
+__device__ void linearFwdLoraDown(const typename Config::T *x,
+                                  const float *a, typename Config::T *t,
+                                  const long long *step) {
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
+                  kRank = Config::kRank;
+  using Out = Epilogue<typename Config::T, NoMask, false, kRows, kRank>;
+  using LoraA = LoraOperand<Config, Major::kK, kRank, kIn>;
+  if constexpr (Config::kDropout) {
+    using X = Operand<DenseSource<typename Config::T>, DropoutMask<Config>,
+                      Major::kK, kRows, kIn>;
+    gemm<Tiles>(X{{x}, dropoutMask<Config>(step)}, LoraA{{a}, {}},
+                Out{t, 1.0f, {}});
+  } else {
+    gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
+                LoraA{{a}, {}}, Out{t, 1.0f, {}});
+  }
+}
+
+/// y += s·(t_ws·Bᵀ): M = T, N = out, K = r; B(k = j, n = o) = b[o, j].
+template <class Config, class Tiles>
+__device__ void linearFwdLoraUp(const typename Config::T *t, const float *b,
+                                typename Config::T *y) {
+  constexpr Index kRows = Config::kRows, kOut = Config::kOut,
+                  kRank = Config::kRank;
+  gemm<Tiles>(
+      ActivationOperand<Config, Major::kK, kRows, kRank>{{t}, {}},
+      LoraOperand<Config, Major::kK, kOut, kRank>{{b}, {}},
+      Epilogue<typename Config::T, NoMask, true, kRows, kOut>{
+          y, Config::kScaling, {}});
+}
+
+//===- linear_grad_input --------------------------------------------------===//
+
+/// dx (+)= dy·W: M = T, N = in, K = out; B(k = o, n = i) = W[o, i].
+template <class Config, class Tiles>
+__device__ void linearGradInputBase(const typename Config::T *dy,
+                                    const typename Config::W *w,
+                                    typename Config::T *dx) {
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
+                  kOut = Config::kOut;
+  gemm<Tiles>(
+      ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
+      weightOperand<Config, Tiles, Major::kRow, kIn, kOut>(w),
+      Epilogue<typename Config::T, NoMask, Config::kAccumulate, kRows, kIn>{
+          dx, 1.0f, {}});
+}
+
+/// dt_ws = dy·B: M = T, N = r, K = out; B(k = o, n = j) = b[o, j].
+template <class Config, class Tiles>
+__device__ void linearGradInputLoraDown(const typename Config::T *dy,
+                                        const float *b,
+                                        typename Config::T *dt) {
+  constexpr Index kRows = Config::kRows, kOut = Config::kOut,
+                  kRank = Config::kRank;
+  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
+              LoraOperand<Config, Major::kRow, kRank, kOut>{{b}, {}},
+              Epilogue<typename Config::T, NoMask, false, kRows, kRank>{
+                  dt, 1.0f, {}});
+}
+
+/// dx += m ⊙ (s·(dt_ws·A)): M = T, N = in, K = r; B(k = j, n = i) = a[j, i].
+/// dx already holds this launch's dy·W.
+template <class Config, class Tiles>
+__device__ void linearGradInputLoraUp(const typename Config::T *dt,
+                                      const float *a, typename Config::T *dx,
+                                      const long long *step) {
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
+                  kRank = Config::kRank;
+  using Dt = ActivationOperand<Config, Major::kK, kRows, kRank>;
+  using LoraA = LoraOperand<Config, Major::kRow, kIn, kRank>;
+  if constexpr (Config::kDropout) {
+    gemm<Tiles>(Dt{{dt}, {}}, LoraA{{a}, {}},
+                Epilogue<typename Config::T, DropoutMask<Config>, true, kRows,
+                         kIn>{dx, Config::kScaling,
+                              dropoutMask<Config>(step)});
+  } else {
+    gemm<Tiles>(Dt{{dt}, {}}, LoraA{{a}, {}},
+                Epilogue<typename Config::T, NoMask, true, kRows, kIn>{
+                    dx, Config::kScaling, {}});
+  }
+}
+
+//===- lora_grad ----------------------------------------------------------===//
+
+/// da (+)= s·(dt_wsᵀ·xd): M = r, N = in, K = T; A(m = j, k = t) =
+/// dt[t, j], B(k = t, n = i) = xd[t, i].
+template <class Config, class Tiles>
+__device__ void loraGradA(const typename Config::T *dt,
+                          const typename Config::T *x, float *da,
+                          const long long *step) {
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
+                  kRank = Config::kRank;
+  using Dt = ActivationOperand<Config, Major::kRow, kRank, kRows>;
+  using Out = Epilogue<float, NoMask, Config::kAccumulate, kRank, kIn>;
+  if constexpr (Config::kDropout) {
+    using X = Operand<DenseSource<typename Config::T>, DropoutMask<Config>,
+                      Major::kRow, kIn, kRows>;
+    gemm<Tiles>(Dt{{dt}, {}}, X{{x}, dropoutMask<Config>(step)},
+                Out{da, Config::kScaling, {}});
+  } else {
+    gemm<Tiles>(Dt{{dt}, {}},
+                ActivationOperand<Config, Major::kRow, kIn, kRows>{{x}, {}},
+                Out{da, Config::kScaling, {}});
+  }
+}
+
+/// db (+)= s·(dyᵀ·t_ws): M = out, N = r, K = T; A(m = o, k = t) =
+/// dy[t, o], B(k = t, n = j) = t_ws[t, j].
+template <class Config, class Tiles>
+__device__ void loraGradB(const typename Config::T *dy,
+                          const typename Config::T *t, float *db) {
+  constexpr Index kRows = Config::kRows, kOut = Config::kOut,
+                  kRank = Config::kRank;
+  gemm<Tiles>(ActivationOperand<Config, Major::kRow, kOut, kRows>{{dy}, {}},
+              ActivationOperand<Config, Major::kRow, kRank, kRows>{{t}, {}},
+              Epilogue<float, NoMask, Config::kAccumulate, kOut, kRank>{
+                  db, Config::kScaling, {}});
+}
+
+} // namespace qlora::cuda
+
+#endif // QLORACC_KERNELS_GEMM_CUH

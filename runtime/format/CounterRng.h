@@ -31,6 +31,10 @@ public:
     return float(bits(index) >> 40) * (1.0f / 16777216.0f);
   }
 
+  /// mix(seed) ^ fnv1a(stream): what a kernel that draws on the device bakes
+  /// in (kernels/GemmOperands.cuh's DropoutMask).
+  uint64_t streamKey() const { return key; }
+
   /// Uniform in [low, high).
   float uniform(uint64_t index, float low, float high) const {
     return low + (high - low) * uniform(index);

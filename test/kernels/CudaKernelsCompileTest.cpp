@@ -255,9 +255,9 @@ TEST(CudaKernelSource, EntryNameCoversParams) {
 
 TEST(CudaKernelSource, RefusesWhatItCannotInstantiate) {
   std::string error;
-  EXPECT_FALSE(qlora::cuda::instantiateCudaKernel(
-      abi::kLinearFwd, KernelParams(), "bf16", error));
-  EXPECT_NE(error.find("no CUDA template"), std::string::npos) << error;
+  EXPECT_FALSE(qlora::cuda::instantiateCudaKernel("conv2d", KernelParams(),
+                                                  "bf16", error));
+  EXPECT_NE(error.find("has no CUDA template"), std::string::npos) << error;
   EXPECT_FALSE(qlora::cuda::instantiateCudaKernel(
       abi::kRmsNormFwd, makeParams({{"rows", int64_t(4)}}), "bf16", error));
   EXPECT_NE(error.find("kernel 'rms_norm_fwd': missing integer parameter "
