@@ -1,12 +1,124 @@
-//===- CudaAttentionSource.cpp - placeholder until the templates land
-//----------===//
+//===- CudaAttentionSource.cpp - attention_fwd, attention_bwd builders ----===//
+//
+// Instantiates kernels/Attention.cuh. Tiles are fp32 in static shared memory
+// (at most 48 KiB, no opt-in): with 4 warps, a forward block takes 16 query
+// rows at head_dim 128 (32 up to 64), backward phase 1 8 rows (16), phase 2
+// 8 keys (16); every inner tile is 32 keys or queries.
+//
+//===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelBuilder.h"
 
 namespace qlora::cuda::detail {
-void buildAttentionFwd(Reader &r, const std::string &, Instance &) {
-  r.fail("no CUDA template yet");
+namespace {
+
+constexpr int kWarps = 4;
+constexpr int kTile = 32;
+constexpr int64_t kMaxHeadDim = 128;
+constexpr int64_t kMaxGridYz = 65535;
+constexpr int64_t kStaticSharedBytes = 48 * 1024;
+
+struct AttentionShape {
+  int64_t batch, seq, heads, kvHeads, headDim;
+};
+
+/// Reads and checks the shape, writes the Config lines both kernels share.
+AttentionShape attentionConfig(Reader &r, const std::string &T, Instance &out) {
+  AttentionShape s{r.dim("batch"), r.dim("seq"), r.dim("heads"),
+                   r.dim("kv_heads"), r.dim("head_dim")};
+  double scale = r.real("scale");
+  bool causal = r.flag("causal");
+  if (s.heads % s.kvHeads != 0)
+    r.fail("parameter 'heads' (" + std::to_string(s.heads) +
+           ") must be a multiple of 'kv_heads' (" + std::to_string(s.kvHeads) +
+           ")");
+  if (s.headDim % 8 != 0 || s.headDim > kMaxHeadDim)
+    r.fail("parameter 'head_dim' must be a multiple of 8 and at most " +
+           std::to_string(kMaxHeadDim) +
+           " (fp32 tiles in 48 KiB of shared memory), found " +
+           std::to_string(s.headDim));
+  if (s.heads > kMaxGridYz || s.batch > kMaxGridYz)
+    r.fail("parameters 'heads' and 'batch' must be at most " +
+           std::to_string(kMaxGridYz) + " (grid y and z), found " +
+           std::to_string(s.heads) + " and " + std::to_string(s.batch));
+  out.family = "Attention.cuh";
+  out.threads = uint32_t(kWarps * 32);
+  out.config = {typeLine("T", T),
+                intLine("kBatch", s.batch),
+                intLine("kSeq", s.seq),
+                intLine("kHeads", s.heads),
+                intLine("kKvHeads", s.kvHeads),
+                intLine("kHeadDim", int(s.headDim)),
+                floatLine("kScale", float(scale)),
+                boolLine("kCausal", causal),
+                intLine("kVec", vectorWidth(s.headDim, typeBytes(T))),
+                intLine("kWarps", kWarps)};
+  return s;
 }
-void buildAttentionBwd(Reader &r, const std::string &, Instance &) {
-  r.fail("no CUDA template yet");
+
+/// Shared bytes of a block holding `rows` broadcast rows of `tensors`
+/// tensors and 32-row padded tiles of `tiles` tensors (Attention.cuh).
+int64_t sharedBytes(int64_t headDim, int64_t rows, int tensors, int tiles) {
+  return 4 * (rows * headDim * tensors + kTile * (headDim + 4) * tiles);
 }
+
+/// Rows per warp: as many as 48 KiB of shared memory allow, at most 8.
+int rowsPerWarp(Reader &r, int64_t headDim, int tensors, int tiles) {
+  for (int rows = 8; rows >= 1; rows /= 2)
+    if (sharedBytes(headDim, rows * kWarps, tensors, tiles) + 256 <=
+        kStaticSharedBytes)
+      return rows;
+  r.fail("head_dim " + std::to_string(headDim) +
+         " does not fit 48 KiB of shared memory");
+  return 1;
+}
+
+} // namespace
+
+void buildAttentionFwd(Reader &r, const std::string &T, Instance &out) {
+  AttentionShape s = attentionConfig(r, T, out);
+  if (!r.ok())
+    return;
+  // q rows; a padded k tile (v is read by rows: unpadded, counted padded).
+  int rows = std::min(rowsPerWarp(r, s.headDim, 1, 2), s.headDim > 64 ? 4 : 8);
+  out.config.push_back(intLine("kRowsPerWarp", rows));
+  out.config.push_back(intLine("kKeysPerWarp", 1));
+  out.arguments = "const Config::T *q, const Config::T *k, const Config::T "
+                  "*v, Config::T *o";
+  out.body = "qlora::cuda::attentionFwd<Config>(q, k, v, o);";
+  out.grid = {ceilDiv(s.seq, rows * kWarps), uint32_t(s.heads),
+              uint32_t(s.batch)};
+}
+
+void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
+  AttentionShape s = attentionConfig(r, T, out);
+  bool accumulate = r.flag("accumulate");
+  if (!r.ok())
+    return;
+  // Phase 1: q and do rows, padded k and v tiles; phase 2: k and v rows,
+  // padded q and do tiles.
+  int rows = std::min(rowsPerWarp(r, s.headDim, 2, 2), 4);
+  int keys = rows;
+  out.config.push_back(intLine("kRowsPerWarp", rows));
+  out.config.push_back(intLine("kKeysPerWarp", keys));
+  out.config.push_back(boolLine("kAccumulate", accumulate));
+  // lse and D of every (batch, q head, position), phase 1 to phase 2.
+  std::string rowCount = std::to_string(s.batch * s.heads * s.seq);
+  out.globals = "__device__ float qloraAttentionLse[" + rowCount +
+                "];\n__device__ float qloraAttentionDelta[" + rowCount + "];\n";
+  out.arguments = "const Config::T *dout, const Config::T *q, const Config::T "
+                  "*k, const Config::T *v, const Config::T *o, Config::T *dq, "
+                  "Config::T *dk, Config::T *dv";
+  out.body = "qlora::cuda::attentionBwdQuery<Config>(dout, q, k, v, o, dq, "
+             "qloraAttentionLse, qloraAttentionDelta);";
+  out.grid = {ceilDiv(s.seq, rows * kWarps), uint32_t(s.heads),
+              uint32_t(s.batch)};
+  InstancePhase keyValue;
+  keyValue.threads = out.threads;
+  keyValue.body = "qlora::cuda::attentionBwdKeyValue<Config>(dout, q, k, v, "
+                  "dk, dv, qloraAttentionLse, qloraAttentionDelta);";
+  keyValue.grid = {ceilDiv(s.seq, keys * kWarps), uint32_t(s.kvHeads),
+                   uint32_t(s.batch)};
+  out.then.push_back(keyValue);
+}
+
 } // namespace qlora::cuda::detail
