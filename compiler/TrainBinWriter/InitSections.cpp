@@ -284,8 +284,10 @@ InitSectionBuilder::addInitSection(qrt::BufferOp buffer, StringRef name,
     if (buffer.getBufferClass() == qrt::BufferClass::weight)
       return buffer.emitOpError("weight '")
              << name
-             << "' has no bytes: the graph is shape-only (imported with "
-                "--no-weights); import it with weights to build a train.bin";
+             << "' has no bytes: the graph is shape-only (a shape-only "
+                "preset, or imported with --no-weights); import it with "
+                "weights, or let qlora-run draw random weights with "
+                "--random-weights (for benchmarks)";
     return -1;
   }
   if (!layout.elementType)

@@ -107,8 +107,10 @@ namespace {
 
 class TrainBinTranslator {
 public:
-  TrainBinTranslator(ModuleOp module, TrainBinContents &contents)
-      : module(module), desc(contents.desc), inits(contents) {}
+  TrainBinTranslator(ModuleOp module, TrainBinContents &contents,
+                     const TrainBinOptions &options)
+      : module(module), desc(contents.desc), inits(contents), options(options) {
+  }
 
   LogicalResult translate();
 
@@ -138,6 +140,7 @@ private:
   ModuleOp module;
   format::TrainBinDesc &desc;
   InitSectionBuilder inits;
+  const TrainBinOptions &options;
   /// The ops behind desc.buffers, for diagnostics.
   SmallVector<qrt::BufferOp> bufferOps;
   llvm::DenseMap<Value, uint32_t> bufferByValue;
@@ -252,6 +255,45 @@ TrainBinTranslator::addKernelPhases(qrt::KernelOp kernel,
   return success();
 }
 
+/// What --random-weights draws at load time for `buffer`: frozen weights
+/// without bytes (std 0.02, RMSNorm weights 1, NF4 with absmax 0.04, whose
+/// elements then have about the same spread) and PEFT's kaiming-uniform
+/// lora_A (the same values as its section); std::nullopt for the rest.
+static std::optional<format::TrainBinRandomInit>
+getRandomInit(qrt::BufferOp buffer, StringRef name,
+              const StoredLayout &layout) {
+  using Kind = format::TrainBinRandomInit::Kind;
+  format::TrainBinRandomInit random;
+  random.stream = name.str();
+  std::optional<Attribute> init = buffer.getInit();
+  if (auto loraInit =
+          dyn_cast_or_null<mlir::qlora::LoraInitAttr>(init.value_or(nullptr))) {
+    if (loraInit.getValue() != mlir::qlora::LoraInit::kaiming_uniform ||
+        layout.dtype != format::DType::F32 || layout.shape.size() != 2 ||
+        !buffer.getSeed())
+      return std::nullopt;
+    random.kind = Kind::KaimingUniform;
+    random.seed = uint64_t(*buffer.getSeed());
+    random.scale = float(1.0 / std::sqrt(double(layout.shape[1])));
+    return random;
+  }
+  qrt::BufferClass cls = buffer.getBufferClass();
+  if (init || (cls != qrt::BufferClass::weight &&
+               cls != qrt::BufferClass::quantized_weight))
+    return std::nullopt;
+  if (auto nf4 = dyn_cast_or_null<nf4::Nf4TensorType>(layout.elementType)) {
+    random.kind = Kind::Nf4;
+    random.scale = 0.04f;
+    random.elements = nf4.getNumElements();
+    random.blockSize = nf4.getBlockSize();
+    random.dqBlockSize = nf4.getDqBlockSize();
+    return random;
+  }
+  random.kind = layout.shape.size() == 1 ? Kind::Ones : Kind::Normal;
+  random.scale = 0.02f;
+  return random;
+}
+
 LogicalResult TrainBinTranslator::addBuffer(qrt::BufferOp op) {
   uint32_t index = desc.buffers.size();
   std::string name = op.getName().value_or("").str();
@@ -274,7 +316,11 @@ LogicalResult TrainBinTranslator::addBuffer(qrt::BufferOp op) {
     return failure();
   std::string sectionName =
       name.empty() ? "buffer." + std::to_string(index) : name;
-  FailureOr<int32_t> section = inits.addInitSection(op, sectionName, *layout);
+  std::optional<format::TrainBinRandomInit> randomInit;
+  if (options.randomWeights)
+    randomInit = getRandomInit(op, sectionName, *layout);
+  FailureOr<int32_t> section =
+      randomInit ? -1 : inits.addInitSection(op, sectionName, *layout);
   if (failed(section))
     return failure();
 
@@ -288,6 +334,7 @@ LogicalResult TrainBinTranslator::addBuffer(qrt::BufferOp op) {
   out.alignment = op.getAlignment();
   out.offset = *offset;
   out.initSection = *section;
+  out.randomInit = std::move(randomInit);
   desc.buffers.push_back(std::move(out));
   bufferOps.push_back(op);
   bufferByValue[op.getResult()] = index;
@@ -521,9 +568,10 @@ LogicalResult TrainBinTranslator::translate() {
   return success();
 }
 
-FailureOr<TrainBinContents> translateToTrainBin(ModuleOp module) {
+FailureOr<TrainBinContents>
+translateToTrainBin(ModuleOp module, const TrainBinOptions &options) {
   TrainBinContents contents;
-  if (failed(TrainBinTranslator(module, contents).translate()))
+  if (failed(TrainBinTranslator(module, contents, options).translate()))
     return failure();
   return contents;
 }

@@ -46,12 +46,21 @@ struct TrainBinContents {
   uint64_t nf4Bytes = 0;
 };
 
+struct TrainBinOptions {
+  /// `qloracc --random-weights`: frozen weights without bytes (shape-only
+  /// models) and kaiming-initialised LoRA matrices become fb::RandomInit
+  /// draws that qlora-run makes at load time, so that a 70B-shaped
+  /// train.bin holds no weights at all (for benchmarks).
+  bool randomWeights = false;
+};
+
 /// Translates a module planned by `--qrt-plan-memory` into a train.bin
 /// description. Emits an error on the offending op and fails when the
 /// module is not planned, an op of `@train_step` has no train.bin
 /// counterpart, or an initial value cannot be produced (a shape-only
 /// weight, a missing or mismatching checkpoint tensor).
-mlir::FailureOr<TrainBinContents> translateToTrainBin(mlir::ModuleOp module);
+mlir::FailureOr<TrainBinContents>
+translateToTrainBin(mlir::ModuleOp module, const TrainBinOptions &options = {});
 
 /// The module's `qrt.memory_plan` (arena size, peak, bytes at the peak and
 /// allocated per buffer class). Emits an error on the module and fails when

@@ -1,5 +1,8 @@
 //===- Executor.cpp - Runs the step program of a train.bin ----------------===//
 #include "runtime/exec/Executor.h"
+#include "runtime/exec/RandomInit.h"
+
+#include <cstdio>
 
 #include "runtime/format/train_generated.h"
 
@@ -80,6 +83,30 @@ std::unique_ptr<Executor> Executor::create(const format::TrainBinFile &file,
   return executor;
 }
 
+bool Executor::drawRandomInits(std::string &error) {
+  const fb::TrainBin &root = file_.root();
+  uint64_t total = 0;
+  for (const fb::Buffer *buffer : *root.buffers())
+    if (buffer->random_init())
+      total += buffer->size();
+  if (total >= (uint64_t(1) << 30))
+    std::fprintf(stderr,
+                 "drawing %.1f GiB of random weights "
+                 "(qloracc --random-weights)\n",
+                 double(total) / double(uint64_t(1) << 30));
+  std::vector<std::byte> bytes;
+  for (const fb::Buffer *buffer : *root.buffers()) {
+    if (!buffer->random_init())
+      continue;
+    if (!drawRandomInit(*buffer, bytes, error)) {
+      error = file_.path() + ": " + error;
+      return false;
+    }
+    backend_.upload(buffer->offset(), bytes);
+  }
+  return true;
+}
+
 bool Executor::load(std::string &error) {
   const fb::TrainBin &root = file_.root();
   if (!backend_.allocateArena(root.memory()->arena_size(), error))
@@ -91,6 +118,8 @@ bool Executor::load(std::string &error) {
     if (buffer->init_section() >= 0)
       backend_.upload(buffer->offset(),
                       file_.section(uint32_t(buffer->init_section())));
+  if (!drawRandomInits(error))
+    return false;
 
   std::vector<ArenaRange> args;
   const auto &instrs = *program_.instrs();

@@ -76,6 +76,8 @@ private:
            const fb::Program &program);
 
   bool load(std::string &error);
+  /// Uploads the buffers train.bin says to draw (fb::RandomInit).
+  bool drawRandomInits(std::string &error);
 
   const format::TrainBinFile &file_;
   Backend &backend_;

@@ -178,11 +178,17 @@ bool PlanBuilder::buildBuffers(
                 "F16, I32, I64, U8";
       return false;
     }
-    buffers.push_back(fb::CreateBuffer(fbb, fbb.CreateString(buffer.name),
-                                       static_cast<fb::BufferClass>(buffer.cls),
-                                       *dtype, fbb.CreateVector(buffer.shape),
-                                       buffer.size, buffer.alignment,
-                                       buffer.offset, buffer.initSection));
+    Offset<fb::RandomInit> randomInit;
+    if (const auto &random = buffer.randomInit)
+      randomInit = fb::CreateRandomInit(
+          fbb, static_cast<fb::RandomInitKind>(random->kind), random->seed,
+          fbb.CreateString(random->stream), random->scale, random->elements,
+          random->blockSize, random->dqBlockSize);
+    buffers.push_back(fb::CreateBuffer(
+        fbb, fbb.CreateString(buffer.name),
+        static_cast<fb::BufferClass>(buffer.cls), *dtype,
+        fbb.CreateVector(buffer.shape), buffer.size, buffer.alignment,
+        buffer.offset, buffer.initSection, randomInit));
   }
   result = fbb.CreateVector(buffers);
   return true;

@@ -20,6 +20,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -40,6 +41,16 @@ struct TrainBinSectionData {
   }
 };
 
+/// fb::RandomInit (see train.fbs).
+struct TrainBinRandomInit {
+  enum class Kind : uint8_t { Normal, Ones, KaimingUniform, Nf4 };
+  Kind kind = Kind::Normal;
+  uint64_t seed = 0;
+  std::string stream;
+  float scale = 0;
+  int64_t elements = 0, blockSize = 0, dqBlockSize = 0;
+};
+
 struct TrainBinBufferDesc {
   std::string name;
   BufferClass cls = BufferClass::Activation;
@@ -50,6 +61,8 @@ struct TrainBinBufferDesc {
   uint64_t offset = 0;
   /// Index into TrainBinDesc::sections of the initial bytes, or -1.
   int32_t initSection = -1;
+  /// Values qlora-run draws instead (initSection is then -1).
+  std::optional<TrainBinRandomInit> randomInit;
 };
 
 struct TrainBinKernelImageDesc {

@@ -60,6 +60,13 @@ static cl::opt<std::string> memoryTimeline(
 static cl::opt<std::string>
     emitMlir("emit-mlir", cl::desc("Write the IR after the pipeline here"),
              cl::value_desc("file"), cl::cat(category));
+static cl::opt<bool> randomWeights(
+    "random-weights",
+    cl::desc("Let qlora-run draw frozen weights that have no bytes (shape-"
+             "only presets: std 0.02, NF4 absmax 0.04) and the LoRA A "
+             "initialisation at load time, so that the train.bin of a 7B-70B "
+             "shape holds no weights (for benchmarks)"),
+    cl::cat(category));
 static cl::opt<bool> noSummary("no-summary",
                                cl::desc("Do not print the graph summary"),
                                cl::cat(category));
@@ -302,7 +309,7 @@ int main(int argc, char **argv) {
     return 0;
 
   FailureOr<qloracc::TrainBinContents> contents =
-      qloracc::translateToTrainBin(*module);
+      qloracc::translateToTrainBin(*module, {/*randomWeights=*/randomWeights});
   if (failed(contents))
     return fail(outputFile + ": not written (see above)");
   if (contents->checkpointBytes >= kAnnouncedWeightBytes) {
