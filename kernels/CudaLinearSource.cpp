@@ -31,11 +31,11 @@ struct Tiles {
 };
 
 /// 128x128 tiles on 8 warps (64x32 each) where C has enough of them to fill
-/// the GPU, else 64x64 tiles on 4 warps (32x32 each).
+/// the GPU, else 64x64 tiles on 8 warps (32x16 each).
 Tiles chooseTiles(int64_t m, int64_t n) {
   if (m >= 128 && n >= 128 && int64_t(ceilDiv(m, 128)) * ceilDiv(n, 128) >= 64)
     return {128, 128, 2, 4};
-  return {64, 64, 2, 2};
+  return {64, 64, 2, 4};
 }
 
 /// One GEMM phase: `function<Config, tiles>(arguments)` over C[m, n].
@@ -101,20 +101,20 @@ bool linearConfig(Reader &r, const std::string &T, bool needsRank,
   }
   out.family = "Gemm.cuh";
   out.uses = {"Nf4.cuh", "GemmOperands.cuh"};
-  out.config = {typeLine("T", T),
-                intLine("kRows", shape.rows),
-                intLine("kIn", shape.in),
-                intLine("kOut", shape.out),
-                intLine("kRank", shape.rank),
-                floatLine("kScaling", float(scaling)),
-                boolLine("kAccumulate", accumulate),
-                boolLine("kDropout", dropout),
-                "static constexpr unsigned long long kDropoutKey = " +
-                    std::to_string(key) + "ull;",
-                "static constexpr unsigned kDropoutThreshold = " +
-                    std::to_string(threshold) + "u;",
-                floatLine("kDropoutScale",
-                          dropout ? float(1.0 / (1.0 - p)) : 1.0f)};
+  out.config = {
+      typeLine("T", T),
+      intLine("kRows", shape.rows),
+      intLine("kIn", shape.in),
+      intLine("kOut", shape.out),
+      intLine("kRank", shape.rank),
+      floatLine("kScaling", float(scaling)),
+      boolLine("kAccumulate", accumulate),
+      boolLine("kDropout", dropout),
+      "static constexpr unsigned long long kDropoutKey = " +
+          std::to_string(key) + "ull;",
+      "static constexpr unsigned kDropoutThreshold = " +
+          std::to_string(threshold) + "u;",
+      floatLine("kDropoutScale", dropout ? float(1.0 / (1.0 - p)) : 1.0f)};
   return dropout;
 }
 
@@ -150,8 +150,8 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
   std::vector<Phase> phases = {
       gemmPhase(r, "linearFwdBase", "x, w, y", s.rows, s.out)};
   if (s.rank > 0) {
-    phases.push_back(gemmPhase(r, "linearFwdLoraDown",
-                               "x, a, t_ws, " + step, s.rows, s.rank));
+    phases.push_back(gemmPhase(r, "linearFwdLoraDown", "x, a, t_ws, " + step,
+                               s.rows, s.rank));
     phases.push_back(
         gemmPhase(r, "linearFwdLoraUp", "t_ws, b, y", s.rows, s.out));
   }
@@ -194,9 +194,9 @@ void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
       "*db";
   if (dropout)
     out.arguments += ", const long long *step";
-  setPhases(out, {gemmPhase(r, "loraGradA", "dt_ws, x, da, " + step, s.rank,
-                            s.in),
-                  gemmPhase(r, "loraGradB", "dy, t_ws, db", s.out, s.rank)});
+  setPhases(out,
+            {gemmPhase(r, "loraGradA", "dt_ws, x, da, " + step, s.rank, s.in),
+             gemmPhase(r, "loraGradB", "dy, t_ws, db", s.out, s.rank)});
 }
 
 } // namespace qlora::cuda::detail

@@ -71,8 +71,8 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
   const int warpRow = (warp / Tiles::kWarpsN) * Tiles::kWarpM;
   const int warpCol = (warp % Tiles::kWarpsN) * Tiles::kWarpN;
 
-  wmma::fragment<wmma::accumulator, 16, 16, 16, float>
-      acc[Tiles::kFragmentsM][Tiles::kFragmentsN];
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[Tiles::kFragmentsM]
+                                                          [Tiles::kFragmentsN];
 #pragma unroll
   for (int i = 0; i < Tiles::kFragmentsM; ++i)
 #pragma unroll
@@ -87,6 +87,7 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
   stageA.store(tileA);
   stageB.store(tileB);
   __syncthreads();
+#pragma unroll 1
   for (Index step = 0; step < kSteps; ++step) {
     const bool more = step + 1 < kSteps; // the same in every thread
     if (more) {
@@ -95,11 +96,9 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
     }
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
-                     wmma::row_major>
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>
           fa[Tiles::kFragmentsM];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16,
-                     wmma::col_major>
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>
           fb[Tiles::kFragmentsN];
 #pragma unroll
       for (int i = 0; i < Tiles::kFragmentsM; ++i)
@@ -174,9 +173,9 @@ struct WeightOperand<Config, kMajor, kRows, kK, true> {
 
 /// The weight operand of a Tiles::kThreads-thread block.
 template <class Config, class Tiles, Major kMajor, Index kRows, Index kK>
-__device__ __forceinline__ typename WeightOperand<Config, kMajor, kRows,
-                                                  kK>::Type
-weightOperand(const typename Config::W *w) {
+__device__ __forceinline__
+    typename WeightOperand<Config, kMajor, kRows, kK>::Type
+    weightOperand(const typename Config::W *w) {
   using Weight = WeightOperand<Config, kMajor, kRows, kK>;
   if constexpr (Config::kNf4)
     return Weight::template make<Tiles::kThreads>(w);
@@ -197,19 +196,18 @@ template <class Config, class Tiles>
 __device__ void linearFwdBase(const typename Config::T *x,
                               const typename Config::W *w,
                               typename Config::T *y) {
-  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
-                  kOut = Config::kOut;
-  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
-              weightOperand<Config, Tiles, Major::kK, kOut, kIn>(w),
-              Epilogue<typename Config::T, NoMask, false, kRows, kOut>{
-                  y, 1.0f, {}});
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn, kOut = Config::kOut;
+  gemm<Tiles>(
+      ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
+      weightOperand<Config, Tiles, Major::kK, kOut, kIn>(w),
+      Epilogue<typename Config::T, NoMask, false, kRows, kOut>{y, 1.0f, {}});
 }
 
 /// t_ws = xd·Aᵀ: M = T, N = r, K = in; A(m = t, k = i) = xd[t, i],
 /// B(k = i, n = j) = a[j, i].
 template <class Config, class Tiles>
-__device__ void linearFwdLoraDown(const typename Config::T *x,
-                                  const float *a, typename Config::T *t,
+__device__ void linearFwdLoraDown(const typename Config::T *x, const float *a,
+                                  typename Config::T *t,
                                   const long long *step) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn,
                   kRank = Config::kRank;
@@ -232,11 +230,10 @@ __device__ void linearFwdLoraUp(const typename Config::T *t, const float *b,
                                 typename Config::T *y) {
   constexpr Index kRows = Config::kRows, kOut = Config::kOut,
                   kRank = Config::kRank;
-  gemm<Tiles>(
-      ActivationOperand<Config, Major::kK, kRows, kRank>{{t}, {}},
-      LoraOperand<Config, Major::kK, kOut, kRank>{{b}, {}},
-      Epilogue<typename Config::T, NoMask, true, kRows, kOut>{
-          y, Config::kScaling, {}});
+  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kRank>{{t}, {}},
+              LoraOperand<Config, Major::kK, kOut, kRank>{{b}, {}},
+              Epilogue<typename Config::T, NoMask, true, kRows, kOut>{
+                  y, Config::kScaling, {}});
 }
 
 //===- linear_grad_input --------------------------------------------------===//
@@ -246,8 +243,7 @@ template <class Config, class Tiles>
 __device__ void linearGradInputBase(const typename Config::T *dy,
                                     const typename Config::W *w,
                                     typename Config::T *dx) {
-  constexpr Index kRows = Config::kRows, kIn = Config::kIn,
-                  kOut = Config::kOut;
+  constexpr Index kRows = Config::kRows, kIn = Config::kIn, kOut = Config::kOut;
   gemm<Tiles>(
       ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
       weightOperand<Config, Tiles, Major::kRow, kIn, kOut>(w),
@@ -262,10 +258,10 @@ __device__ void linearGradInputLoraDown(const typename Config::T *dy,
                                         typename Config::T *dt) {
   constexpr Index kRows = Config::kRows, kOut = Config::kOut,
                   kRank = Config::kRank;
-  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
-              LoraOperand<Config, Major::kRow, kRank, kOut>{{b}, {}},
-              Epilogue<typename Config::T, NoMask, false, kRows, kRank>{
-                  dt, 1.0f, {}});
+  gemm<Tiles>(
+      ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
+      LoraOperand<Config, Major::kRow, kRank, kOut>{{b}, {}},
+      Epilogue<typename Config::T, NoMask, false, kRows, kRank>{dt, 1.0f, {}});
 }
 
 /// dx += m ⊙ (s·(dt_ws·A)): M = T, N = in, K = r; B(k = j, n = i) = a[j, i].
@@ -279,10 +275,10 @@ __device__ void linearGradInputLoraUp(const typename Config::T *dt,
   using Dt = ActivationOperand<Config, Major::kK, kRows, kRank>;
   using LoraA = LoraOperand<Config, Major::kRow, kIn, kRank>;
   if constexpr (Config::kDropout) {
-    gemm<Tiles>(Dt{{dt}, {}}, LoraA{{a}, {}},
-                Epilogue<typename Config::T, DropoutMask<Config>, true, kRows,
-                         kIn>{dx, Config::kScaling,
-                              dropoutMask<Config>(step)});
+    gemm<Tiles>(
+        Dt{{dt}, {}}, LoraA{{a}, {}},
+        Epilogue<typename Config::T, DropoutMask<Config>, true, kRows, kIn>{
+            dx, Config::kScaling, dropoutMask<Config>(step)});
   } else {
     gemm<Tiles>(Dt{{dt}, {}}, LoraA{{a}, {}},
                 Epilogue<typename Config::T, NoMask, true, kRows, kIn>{

@@ -42,7 +42,8 @@ __device__ __forceinline__ void loadVector(const E *p, Index i,
       int(16 / sizeof(E)) < Width ? int(16 / sizeof(E)) : Width;
 #pragma unroll
   for (int c = 0; c < Width; c += kChunk) {
-    Pack<E, kChunk> pack = *reinterpret_cast<const Pack<E, kChunk> *>(p + i + c);
+    Pack<E, kChunk> pack =
+        *reinterpret_cast<const Pack<E, kChunk> *>(p + i + c);
 #pragma unroll
     for (int k = 0; k < kChunk; ++k)
       out[c + k] = toFloat(pack.v[k]);
@@ -67,7 +68,10 @@ __device__ __forceinline__ void storeVector(E *p, Index i,
 //===- sources ------------------------------------------------------------===//
 
 template <typename E> struct DenseSource {
-  static constexpr int kMaxWidth = int(16 / sizeof(E));
+  /// The elements per read along a contiguous extent: 16 bytes at most.
+  static constexpr int width(Index extent) {
+    return widthDividing(extent, int(16 / sizeof(E)));
+  }
   const E *data;
   template <int Width>
   __device__ __forceinline__ void read(Index offset,
@@ -79,9 +83,11 @@ template <typename E> struct DenseSource {
 /// An NF4 weight; `tables` in shared memory (loadNf4Tables).
 template <class Config> struct Nf4Source {
   /// nf4Decode reads 8, 2 or 1 codes, within one absmax block.
-  static constexpr int kMaxWidth = Config::kBlockSize % 8 == 0   ? 8
-                                   : Config::kBlockSize % 2 == 0 ? 2
-                                                                 : 1;
+  static constexpr int width(Index extent) {
+    return extent % 8 == 0 && Config::kBlockSize % 8 == 0   ? 8
+           : extent % 2 == 0 && Config::kBlockSize % 2 == 0 ? 2
+                                                            : 1;
+  }
   const unsigned char *data;
   const Nf4Tables *tables;
   template <int Width>
@@ -145,8 +151,7 @@ template <class Source, class Mask, Major kMajor_, Index kRows_, Index kK_>
 struct Operand {
   static constexpr Major kMajor = kMajor_;
   static constexpr Index kRows = kRows_, kK = kK_;
-  static constexpr int kWidth = widthDividing(
-      kMajor == Major::kK ? kK : kRows, Source::kMaxWidth);
+  static constexpr int kWidth = Source::width(kMajor == Major::kK ? kK : kRows);
   Source source;
   Mask mask;
 
@@ -183,7 +188,10 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
   static constexpr int kVectors = Rows * TileK / kWidth;
   static constexpr int kSteps = (kVectors + Threads - 1) / Threads;
 
-  Pack<__nv_bfloat16, kWidth> values[kSteps];
+  /// Pairs packed in one register each.
+  static constexpr int kWords = kWidth == 1 ? 1 : kWidth / 2;
+  using Word = __nv_bfloat162;
+  Pack<Word, kWords> values[kSteps];
 
   /// Tile coordinates (row, k) of vector v.
   static __device__ __forceinline__ void position(int v, int &row, int &k) {
@@ -206,9 +214,13 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
       position(v, row, k);
       float out[kWidth];
       op.read(row0 + row, k0 + k, out);
+      if constexpr (kWidth == 1) {
+        values[s].v[0] = __floats2bfloat162_rn(out[0], 0.0f);
+      } else {
 #pragma unroll
-      for (int j = 0; j < kWidth; ++j)
-        values[s].v[j] = __float2bfloat16_rn(out[j]);
+        for (int j = 0; j < kWords; ++j)
+          values[s].v[j] = __floats2bfloat162_rn(out[2 * j], out[2 * j + 1]);
+      }
     }
   }
 
@@ -220,13 +232,17 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
         break;
       int row, k;
       position(v, row, k);
-      if constexpr (kAlongK) {
-        *reinterpret_cast<Pack<__nv_bfloat16, kWidth> *>(tile + row * Ld + k) =
+      if constexpr (kWidth == 1) {
+        tile[row * Ld + k] = values[s].v[0].x;
+      } else if constexpr (kAlongK) {
+        *reinterpret_cast<Pack<Word, kWords> *>(tile + row * Ld + k) =
             values[s];
       } else {
 #pragma unroll
-        for (int j = 0; j < kWidth; ++j)
-          tile[(row + j) * Ld + k] = values[s].v[j];
+        for (int j = 0; j < kWords; ++j) {
+          tile[(row + 2 * j) * Ld + k] = values[s].v[j].x;
+          tile[(row + 2 * j + 1) * Ld + k] = values[s].v[j].y;
+        }
       }
     }
   }
