@@ -69,7 +69,7 @@ __device__ __forceinline__ void storeVector(E *p, Index i,
 
 template <typename E> struct DenseSource {
   /// The elements per read along a contiguous extent: 16 bytes at most.
-  static constexpr int width(Index extent) {
+  __host__ __device__ static constexpr int width(Index extent) {
     return widthDividing(extent, int(16 / sizeof(E)));
   }
   const E *data;
@@ -83,7 +83,7 @@ template <typename E> struct DenseSource {
 /// An NF4 weight; `tables` in shared memory (loadNf4Tables).
 template <class Config> struct Nf4Source {
   /// nf4Decode reads 8, 2 or 1 codes, within one absmax block.
-  static constexpr int width(Index extent) {
+  __host__ __device__ static constexpr int width(Index extent) {
     return extent % 8 == 0 && Config::kBlockSize % 8 == 0   ? 8
            : extent % 2 == 0 && Config::kBlockSize % 2 == 0 ? 2
                                                             : 1;
