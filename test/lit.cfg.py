@@ -22,6 +22,15 @@ llvm_config.add_tool_substitutions(
 if config.qloracc_have_nvrtc:
     config.available_features.add("nvrtc")
 
+# `cuda-driver`: libcuda.so.1 loads here (a GPU machine), so tests of what
+# qlora-run does without a driver do not apply.
+try:
+    import ctypes
+    ctypes.CDLL("libcuda.so.1")
+    config.available_features.add("cuda-driver")
+except OSError:
+    pass
+
 # Fixtures committed under test/golden (made by the scripts beside them).
 config.substitutions.append(
     ("%golden", os.path.join(config.qloracc_src_root, "test", "golden")))
