@@ -9,8 +9,8 @@
 # .git/info/exclude; about 20 MiB, under the device tool's 64 MiB carry
 # limit). With the device tool:
 #   run(command="scripts/gpu-check.sh run", carry=[".gpu-check"])
-# It holds qlora-cuda-tests and qlora-run (libstdc++ linked statically),
-# lib/ with the shared libraries they need beyond glibc (libfmt), the GPU
+# It holds qlora-cuda-tests and qlora-run (libstdc++ and fmt linked in; they
+# need glibc alone, lib/ holds anything else ldd finds), the GPU
 # parity kernels (cuda-parity-pack/, compiled here with NVRTC) and the tiny
 # preset compiled for the CPU and with --cuda. There they need glibc >= 2.36
 # and the driver's libcuda.so.1, nothing of the CUDA toolkit;
