@@ -29,20 +29,41 @@ int fail(const std::string &message) {
   return 1;
 }
 
+/// The CPU computes activations in f32 only: a train.bin whose activation
+/// buffers are bf16 or f16 (qloracc --activation-type) is for the GPU.
+/// Returns why the CPU cannot run `file`, or "".
+std::string cpuRefusal(const format::TrainBinFile &file) {
+  for (const fb::Buffer *buffer : *file.root().buffers())
+    if (buffer->buffer_class() == fb::BufferClass::Activation &&
+        buffer->dtype() != fb::DType::F32)
+      return file.path() + " holds " + fb::EnumNameDType(buffer->dtype()) +
+             " activations (qloracc --activation-type), which only the CUDA "
+             "backend runs; compile it without --activation-type for the CPU";
+  return "";
+}
+
 /// The backend --device asks for: `cpu`; `cuda`, or its failure (no driver,
 /// no GPU, no image for this GPU in train.bin) as the error; `auto`, CUDA
 /// when it can run this train.bin, else the CPU, saying why on stderr.
 std::unique_ptr<exec::Backend> createBackend(const format::TrainBinFile &file,
                                              const RunOptions &options,
                                              std::string &error) {
-  if (options.device == "cpu")
-    return std::make_unique<cpu::CpuBackend>(options.threads);
+  if (options.device == "cpu") {
+    error = cpuRefusal(file);
+    return error.empty() ? std::make_unique<cpu::CpuBackend>(options.threads)
+                         : nullptr;
+  }
   cuda::CudaFailure failure;
   if (std::unique_ptr<cuda::CudaBackend> backend =
           cuda::CudaBackend::create(file, failure))
     return backend;
   if (options.device == "cuda") {
     error = "--device cuda: " + failure.message;
+    return nullptr;
+  }
+  error = cpuRefusal(file);
+  if (!error.empty()) {
+    error = "--device auto: " + failure.summary() + ", and " + error;
     return nullptr;
   }
   std::fprintf(stderr, "qlora-run: %s; running on the CPU\n",
