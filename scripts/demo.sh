@@ -11,7 +11,15 @@ mkdir -p build/demo
 set -x
 build/bin/qloracc-import --preset tiny --lora r=16,alpha=32,targets=all-linear \
   -o build/demo/model.mlir
-build/bin/qloracc build/demo/model.mlir -o build/demo/train.bin --memory-report
+# With a GPU driver here, the program also carries CUDA kernels (compiled
+# with NVRTC, f32 activations so that the CPU can run the same file); qlora-run
+# --device auto then trains on the GPU.
+cuda_flags=()
+if ldconfig -p 2>/dev/null | grep -q 'libcuda\.so\.1'; then
+  cuda_flags=(--cuda)
+fi
+build/bin/qloracc build/demo/model.mlir -o build/demo/train.bin --memory-report \
+  "${cuda_flags[@]}"
 python3 scripts/make-synthetic-tokens.py build/demo/tokens.bin --vocab 256
 time build/bin/qlora-run build/demo/train.bin --data build/demo/tokens.bin \
   --steps 200 --lr 2e-3 --schedule cosine --warmup 10 \
