@@ -83,6 +83,7 @@ __device__ __forceinline__ void loadAttentionRows(const T *base, int first,
   using Traits = AttentionTraits<Config>;
   constexpr int kVec = Config::kVec;
   constexpr int kRowVectors = Traits::kD / kVec;
+  static_assert(kVec % 4 == 0 && TileStride % 4 == 0, "whole float4s");
   for (int index = threadIdx.x; index < Rows * kRowVectors;
        index += Traits::kThreads) {
     const int row = index / kRowVectors, column = index % kRowVectors * kVec;
@@ -94,9 +95,11 @@ __device__ __forceinline__ void loadAttentionRows(const T *base, int first,
       for (int e = 0; e < kVec; ++e)
         values[e] = 0.0f;
     }
+    // float4 stores: a quarter warp writes 128 contiguous bytes.
 #pragma unroll
-    for (int e = 0; e < kVec; ++e)
-      tile[row * TileStride + column + e] = values[e];
+    for (int e = 0; e < kVec; e += 4)
+      *reinterpret_cast<float4 *>(tile + row * TileStride + column + e) =
+          float4{values[e], values[e + 1], values[e + 2], values[e + 3]};
   }
 }
 
@@ -105,8 +108,7 @@ __device__ __forceinline__ void loadAttentionRows(const T *base, int first,
 /// `mine`; all 16-byte aligned shared memory.
 template <int Rows, int D>
 __device__ __forceinline__ void dotRows(const float *rows, int rowStride,
-                                        const float *mine,
-                                        float (&out)[Rows]) {
+                                        const float *mine, float (&out)[Rows]) {
 #pragma unroll
   for (int r = 0; r < Rows; ++r)
     out[r] = 0.0f;
@@ -129,11 +131,11 @@ __device__ __forceinline__ void dotRows(const float *rows, int rowStride,
 /// l) * tile[l * TileStride + lane + 32 t]: the lane-split head_dim
 /// accumulators of the warp's Rows rows.
 template <int Rows, int D, int TileStride, int PerLane>
-__device__ __forceinline__ void
-accumulateTile(const float (&coefficient)[Rows], const float *tile,
-               float (&acc)[Rows][PerLane]) {
+__device__ __forceinline__ void accumulateTile(const float (&coefficient)[Rows],
+                                               const float *tile,
+                                               float (&acc)[Rows][PerLane]) {
   const int lane = threadIdx.x % kWarpSize;
-#pragma unroll 2
+#pragma unroll 1 // keeps register pressure low: no spills at any size
   for (int l = 0; l < kWarpSize; ++l) {
     float x[PerLane];
 #pragma unroll
@@ -184,10 +186,9 @@ __device__ __forceinline__ float onlineSoftmaxStep(float score, float &m,
 }
 
 template <class Config>
-__device__ void attentionFwd(const typename Config::T *q,
-                             const typename Config::T *k,
-                             const typename Config::T *v,
-                             typename Config::T *o) {
+__device__ void
+attentionFwd(const typename Config::T *q, const typename Config::T *k,
+             const typename Config::T *v, typename Config::T *o) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -220,10 +221,9 @@ __device__ void attentionFwd(const typename Config::T *q,
   }
   for (int j0 = 0; j0 < keyEnd; j0 += kTile) {
     __syncthreads(); // qs written; the previous tile read
-    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase,
-                                                                 j0, ks);
-    loadAttentionRows<Config, kTile, kD, Traits::kKvStride>(v + kvBase, j0,
-                                                            vs);
+    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase, j0,
+                                                                 ks);
+    loadAttentionRows<Config, kTile, kD, Traits::kKvStride>(v + kvBase, j0, vs);
     __syncthreads();
     float p[kRows];
     dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, p);
@@ -255,11 +255,11 @@ __device__ void attentionFwd(const typename Config::T *q,
 /// Backward phase 1: dq, and lse and D of every row into `lse`, `delta`
 /// ([B, Hq, S] floats) for phase 2.
 template <class Config>
-__device__ void attentionBwdQuery(
-    const typename Config::T *dout, const typename Config::T *q,
-    const typename Config::T *k, const typename Config::T *v,
-    const typename Config::T *o, typename Config::T *dq, float *lse,
-    float *delta) {
+__device__ void
+attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
+                  const typename Config::T *k, const typename Config::T *v,
+                  const typename Config::T *o, typename Config::T *dq,
+                  float *lse, float *delta) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -277,8 +277,8 @@ __device__ void attentionBwdQuery(
   const Index kvBase = Traits::base(b, g, Config::kKvHeads);
   loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(q + qBase, i0,
                                                               qs);
-  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(dout + qBase,
-                                                              i0, dos);
+  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(dout + qBase, i0,
+                                                              dos);
   const int firstRow = i0 + warp * kRows;
   const float *warpQ = qs + warp * kRows * kD;
   const float *warpDo = dos + warp * kRows * kD;
@@ -294,8 +294,8 @@ __device__ void attentionBwdQuery(
   }
   for (int j0 = 0; j0 < keyEnd; j0 += kTile) {
     __syncthreads();
-    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase,
-                                                                 j0, ks);
+    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase, j0,
+                                                                 ks);
     __syncthreads();
     float s[kRows];
     dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, s);
@@ -346,10 +346,10 @@ __device__ void attentionBwdQuery(
       acc[r][t] = 0.0f;
   for (int j0 = 0; j0 < keyEnd; j0 += kTile) {
     __syncthreads();
-    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase,
-                                                                 j0, ks);
-    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(v + kvBase,
-                                                                 j0, vs);
+    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase, j0,
+                                                                 ks);
+    loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(v + kvBase, j0,
+                                                                 vs);
     __syncthreads();
     float s[kRows], ds[kRows];
     dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, s);
@@ -377,11 +377,12 @@ __device__ void attentionBwdQuery(
 
 /// Backward phase 2: dk and dv from the lse and D phase 1 wrote.
 template <class Config>
-__device__ void attentionBwdKeyValue(
-    const typename Config::T *dout, const typename Config::T *q,
-    const typename Config::T *k, const typename Config::T *v,
-    typename Config::T *dk, typename Config::T *dv, const float *lse,
-    const float *delta) {
+__device__ void
+attentionBwdKeyValue(const typename Config::T *dout,
+                     const typename Config::T *q, const typename Config::T *k,
+                     const typename Config::T *v, typename Config::T *dk,
+                     typename Config::T *dv, const float *lse,
+                     const float *delta) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -418,10 +419,10 @@ __device__ void attentionBwdKeyValue(
     const Index qBase = Traits::base(b, h, Config::kHeads);
     for (int i0 = queryStart; i0 < Traits::kSeq; i0 += kTile) {
       __syncthreads(); // ks, vs written; the previous tile read
-      loadAttentionRows<Config, kTile, kPadded, Traits::kQStride>(q + qBase,
-                                                                  i0, qs);
-      loadAttentionRows<Config, kTile, kPadded, Traits::kQStride>(
-          dout + qBase, i0, dos);
+      loadAttentionRows<Config, kTile, kPadded, Traits::kQStride>(q + qBase, i0,
+                                                                  qs);
+      loadAttentionRows<Config, kTile, kPadded, Traits::kQStride>(dout + qBase,
+                                                                  i0, dos);
       if (threadIdx.x < kTile) {
         const int i = i0 + threadIdx.x;
         const bool valid = i < Traits::kSeq;
