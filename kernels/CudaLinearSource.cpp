@@ -20,22 +20,22 @@ namespace {
 
 /// The block tile of one GEMM phase (Gemm.cuh's GemmTiles).
 struct Tiles {
-  int tileM, tileN, warpsM, warpsN;
+  int tileM, tileN, warpsM, warpsN, tileK;
 
   uint32_t threads() const { return uint32_t(warpsM * warpsN * 32); }
   std::string type() const {
     return "qlora::cuda::GemmTiles<" + std::to_string(tileM) + ", " +
            std::to_string(tileN) + ", " + std::to_string(warpsM) + ", " +
-           std::to_string(warpsN) + ">";
+           std::to_string(warpsN) + ", " + std::to_string(tileK) + ">";
   }
 };
 
-/// 128x128 tiles on 8 warps (64x32 each) where C has enough of them to fill
-/// the GPU, else 64x64 tiles on 8 warps (32x16 each).
+/// 128x128x32 tiles on 8 warps (64x32 each) where C has enough of them to
+/// fill the GPU, else 64x64x32 tiles on 8 warps (32x16 each).
 Tiles chooseTiles(int64_t m, int64_t n) {
   if (m >= 128 && n >= 128 && int64_t(ceilDiv(m, 128)) * ceilDiv(n, 128) >= 64)
-    return {128, 128, 2, 4};
-  return {64, 64, 2, 4};
+    return {128, 128, 2, 4, 32};
+  return {64, 64, 2, 4, 32};
 }
 
 /// One GEMM phase: `function<Config, tiles>(arguments)` over C[m, n].

@@ -33,8 +33,9 @@
 namespace qlora::cuda {
 
 /// The block's tile of C and its warps.
-template <int TileM, int TileN, int WarpsM, int WarpsN> struct GemmTiles {
-  static constexpr int kTileM = TileM, kTileN = TileN, kTileK = 32;
+template <int TileM, int TileN, int WarpsM, int WarpsN, int TileK = 32>
+struct GemmTiles {
+  static constexpr int kTileM = TileM, kTileN = TileN, kTileK = TileK;
   static constexpr int kWarpsM = WarpsM, kWarpsN = WarpsN;
   static constexpr int kWarps = WarpsM * WarpsN;
   static constexpr int kThreads = kWarps * kWarpSize;
@@ -58,12 +59,14 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
   constexpr int kTileM = Tiles::kTileM, kTileN = Tiles::kTileN;
   constexpr int kTileK = Tiles::kTileK, kLd = Tiles::kLd;
   constexpr int kThreads = Tiles::kThreads;
-  constexpr int kTileBytes = (kTileM + kTileN) * kLd * 2;
+  // Two stages of the A and B tiles: the next step's are stored while the
+  // current ones may still be read.
+  constexpr int kStageElements = (kTileM + kTileN) * kLd;
+  constexpr int kTileBytes = 2 * kStageElements * 2;
   constexpr int kScratchBytes = Tiles::kWarps * 16 * 16 * 4;
   __shared__ __align__(128) unsigned char
       shared[kTileBytes > kScratchBytes ? kTileBytes : kScratchBytes];
-  __nv_bfloat16 *tileA = reinterpret_cast<__nv_bfloat16 *>(shared);
-  __nv_bfloat16 *tileB = tileA + kTileM * kLd;
+  __nv_bfloat16 *const tiles = reinterpret_cast<__nv_bfloat16 *>(shared);
 
   const Index m0 = Index(blockIdx.y) * kTileM, n0 = Index(blockIdx.x) * kTileN;
   const int warp = int(threadIdx.x) / kWarpSize;
@@ -84,8 +87,8 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
   constexpr Index kSteps = (kK + kTileK - 1) / kTileK;
   stageA.load(a, m0, 0);
   stageB.load(b, n0, 0);
-  stageA.store(tileA);
-  stageB.store(tileB);
+  stageA.store(tiles);
+  stageB.store(tiles + kTileM * kLd);
   __syncthreads();
 #pragma unroll 1
   for (Index step = 0; step < kSteps; ++step) {
@@ -94,6 +97,8 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
       stageA.load(a, m0, (step + 1) * kTileK);
       stageB.load(b, n0, (step + 1) * kTileK);
     }
+    const __nv_bfloat16 *tileA = tiles + (step % 2) * kStageElements;
+    const __nv_bfloat16 *tileB = tileA + kTileM * kLd;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
       wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>
@@ -114,12 +119,14 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
         for (int j = 0; j < Tiles::kFragmentsN; ++j)
           wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
-    __syncthreads(); // every warp is done reading the tiles
     if (more) {
-      stageA.store(tileA);
-      stageB.store(tileB);
-      __syncthreads();
+      // The other stage was last read in the previous step, before its
+      // barrier.
+      __nv_bfloat16 *next = tiles + ((step + 1) % 2) * kStageElements;
+      stageA.store(next);
+      stageB.store(next + kTileM * kLd);
     }
+    __syncthreads(); // the next stage is stored, this one is free
   }
 
   // The tiles are free (the loop ended on a barrier): each warp's scratch.
