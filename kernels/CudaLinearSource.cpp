@@ -132,6 +132,23 @@ void weightConfig(Reader &r, const LinearShape &shape, Instance &out) {
   out.config.insert(out.config.end(), lines.begin(), lines.end());
 }
 
+/// The entry parameters of linear_fwd / linear_grad_input: input, w,
+/// [lora] a, b, workspace, output, [dropout] step.
+std::string linearArguments(const std::string &input,
+                            const std::string &workspace,
+                            const std::string &output, int64_t rank,
+                            bool dropout) {
+  std::string arguments =
+      "const Config::T *" + input + ", const Config::W *w, ";
+  if (rank > 0)
+    arguments +=
+        "const float *a, const float *b, Config::T *" + workspace + ", ";
+  arguments += "Config::T *" + output;
+  if (dropout)
+    arguments += ", const long long *step";
+  return arguments;
+}
+
 } // namespace
 
 void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
@@ -141,12 +158,7 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
   if (!r.ok())
     return;
   std::string step = dropout ? "step" : "nullptr";
-  out.arguments = "const Config::T *x, const Config::W *w, ";
-  if (s.rank > 0)
-    out.arguments += "const float *a, const float *b, Config::T *t_ws, ";
-  out.arguments += "Config::T *y";
-  if (dropout)
-    out.arguments += ", const long long *step";
+  out.arguments = linearArguments("x", "t_ws", "y", s.rank, dropout);
   std::vector<Phase> phases = {
       gemmPhase(r, "linearFwdBase", "x, w, y", s.rows, s.out)};
   if (s.rank > 0) {
@@ -165,12 +177,7 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
   if (!r.ok())
     return;
   std::string step = dropout ? "step" : "nullptr";
-  out.arguments = "const Config::T *dy, const Config::W *w, ";
-  if (s.rank > 0)
-    out.arguments += "const float *a, const float *b, Config::T *dt_ws, ";
-  out.arguments += "Config::T *dx";
-  if (dropout)
-    out.arguments += ", const long long *step";
+  out.arguments = linearArguments("dy", "dt_ws", "dx", s.rank, dropout);
   std::vector<Phase> phases = {
       gemmPhase(r, "linearGradInputBase", "dy, w, dx", s.rows, s.in)};
   if (s.rank > 0) {

@@ -5,11 +5,13 @@
 // computes a [kTileM, kTileN] tile of C (grid x: N tiles, y: M tiles) with
 // kWarpsM x kWarpsN warps; each warp owns a [kWarpM, kWarpN] sub-tile of
 // 16x16 WMMA fragments (bf16 inputs, fp32 accumulators). The K loop steps
-// 32 at a time: the next step's operand tiles are loaded into registers
-// (GemmOperands.cuh: converted to bf16, NF4 decoded, dropout applied, zero
-// outside the problem) while the tensor cores work on the current one in
-// shared memory. The epilogue goes through a per-warp 16x16 fp32 scratch
-// (aliasing the operand tiles) and writes only elements inside C.
+// kTileK (32) at a time: the next step's operand tiles are loaded into
+// registers (GemmOperands.cuh: converted to bf16, NF4 decoded, dropout
+// applied, zero outside the problem) while the tensor cores work on the
+// current ones in shared memory, then stored into the other of two shared
+// stages (one barrier a step). The epilogue goes through a per-warp 16x16
+// fp32 scratch (aliasing the operand tiles) and writes only elements
+// inside C.
 //
 // Phases (KernelAbi.h; the builder launches them in order on one stream):
 //   linear_fwd         y = x·Wᵀ ; t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)

@@ -204,7 +204,8 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
     }
   }
 
-  __device__ __forceinline__ void load(const Op &op, Index row0, Index k0) {
+  /// fn(s, row, k) for this thread's vectors.
+  template <class Fn> static __device__ __forceinline__ void forEach(Fn fn) {
 #pragma unroll
     for (int s = 0; s < kSteps; ++s) {
       const int v = s * Threads + int(threadIdx.x);
@@ -212,6 +213,12 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
         break;
       int row, k;
       position(v, row, k);
+      fn(s, row, k);
+    }
+  }
+
+  __device__ __forceinline__ void load(const Op &op, Index row0, Index k0) {
+    forEach([&](int s, int row, int k) {
       float out[kWidth];
       op.read(row0 + row, k0 + k, out);
       if constexpr (kWidth == 1) {
@@ -221,17 +228,11 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
         for (int j = 0; j < kWords; ++j)
           values[s].v[j] = __floats2bfloat162_rn(out[2 * j], out[2 * j + 1]);
       }
-    }
+    });
   }
 
   __device__ __forceinline__ void store(__nv_bfloat16 *tile) const {
-#pragma unroll
-    for (int s = 0; s < kSteps; ++s) {
-      const int v = s * Threads + int(threadIdx.x);
-      if (kVectors % Threads != 0 && v >= kVectors)
-        break;
-      int row, k;
-      position(v, row, k);
+    forEach([&](int s, int row, int k) {
       if constexpr (kWidth == 1) {
         tile[row * Ld + k] = values[s].v[0].x;
       } else if constexpr (kAlongK) {
@@ -244,7 +245,7 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
           tile[(row + 2 * j + 1) * Ld + k] = values[s].v[j].y;
         }
       }
-    }
+    });
   }
 };
 
