@@ -148,8 +148,9 @@ static cl::opt<bool>
                 cl::cat(category));
 static cl::opt<std::string> activationType(
     "activation-type",
-    cl::desc("Element type of activations and gradients: f32 (the CPU "
-             "backend, default), bf16 or f16 (GPU; for planning)"),
+    cl::desc("Element type of activations and gradients: f32 (default; "
+             "what the CPU backend runs), bf16 (the CUDA kernels of --cuda) "
+             "or f16 (memory planning only)"),
     cl::init("f32"), cl::cat(category));
 
 // CUDA code generation (--qrt-codegen-cuda) and the generated sources.
