@@ -35,7 +35,8 @@ int fail(const std::string &message) {
 std::string cpuRefusal(const format::TrainBinFile &file) {
   for (const fb::Buffer *buffer : *file.root().buffers())
     if (buffer->buffer_class() == fb::BufferClass::Activation &&
-        buffer->dtype() != fb::DType::F32)
+        (buffer->dtype() == fb::DType::BF16 ||
+         buffer->dtype() == fb::DType::F16))
       return file.path() + " holds " + fb::EnumNameDType(buffer->dtype()) +
              " activations (qloracc --activation-type), which only the CUDA "
              "backend runs; compile it without --activation-type for the CPU";
