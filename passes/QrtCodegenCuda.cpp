@@ -42,7 +42,7 @@ instantiateQrtKernel(qrt::KernelOp kernel, StringRef activationType) {
   if (!hasCudaKernel(templateName))
     return kernel.emitOpError("@")
            << kernel.getSymName() << ": no CUDA kernel for template '"
-           << templateName << "' yet";
+           << templateName << "' in kernels/";
   FailureOr<format::KernelParams> params = qrt::getKernelParams(kernel);
   if (failed(params))
     return failure();

@@ -37,7 +37,7 @@ LogicalResult qloracc::dumpCudaKernels(ModuleOp module, StringRef dir,
     if (!mlir::qlora::hasCudaKernel(kernel.getTemplateName())) {
       notes << "--dump-kernels: skipped @" << kernel.getSymName()
             << ": no CUDA kernel for template '" << kernel.getTemplateName()
-            << "' yet\n";
+            << "' in kernels/\n";
       continue;
     }
     FailureOr<::qlora::cuda::CudaKernelSource> source =

@@ -7,14 +7,13 @@
 // ARCH: error: --qrt-codegen-cuda: archs must be sm_NN CUBIN targets (PTX comes with ptx=true), found 'compute_90'
 // F16: error: 'qrt.kernel' op @fill_0: kernel 'fill': activation type must be 'f32' or 'bf16', found 'f16'
 
-// The GEMM and attention kernels have no CUDA template yet.
-// expected-error@+1 {{@linear_fwd_0: no CUDA kernel for template 'linear_fwd' yet}}
-qrt.kernel @linear_fwd_0 template "linear_fwd"
-  params {rows = 8 : i64, in = 8 : i64, out = 8 : i64, rank = 0 : i64, scaling = 1.0 : f64, w_dtype = "F32"}
+// A template kernels/ does not know.
+// expected-error@+1 {{@conv2d_0: no CUDA kernel for template 'conv2d' in kernels/}}
+qrt.kernel @conv2d_0 template "conv2d" params {n = 8 : i64}
 
 // -----
 
-// expected-error@+1 {{@attention_fwd_0: no CUDA kernel for template 'attention_fwd' yet}}
+// expected-error@+1 {{@attention_fwd_0: kernel 'attention_fwd': missing integer parameter 'batch'}}
 qrt.kernel @attention_fwd_0 template "attention_fwd" params {}
 
 // -----
