@@ -79,10 +79,10 @@ done
 
 cp "$BUILD/bin/qlora-run" "$STAGE/"
 strip "$STAGE/qlora-run"
-# Shared libraries beyond glibc and the compiler's (libfmt today) travel too,
+# Shared libraries beyond glibc and the compiler's (none today) travel too,
 # as scripts/gpu-check.sh does.
 ldd "$STAGE/qlora-run" | awk '$2 == "=>" {print $3}' |
-  grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' |
+  { grep -vE '/(libc|libm|libdl|libpthread|librt|ld-linux[^/]*|libgcc_s|libstdc\+\+)\.so' || true; } |
   sort -u | xargs -r cp -L -t "$STAGE/lib/"
 
 # Random tokens for both sides: little-endian uint16 below 32000 (both
