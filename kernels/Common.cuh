@@ -77,11 +77,15 @@ __device__ __forceinline__ void forEachVector(Fn fn) {
 }
 
 struct SumOp {
+  template <typename V> __device__ static V identity() { return V(0); }
   template <typename V> __device__ V operator()(V a, V b) const {
     return a + b;
   }
 };
 struct MaxOp {
+  template <typename V> __device__ static V identity() {
+    return -__int_as_float(0x7f800000);
+  }
   __device__ float operator()(float a, float b) const { return fmaxf(a, b); }
 };
 
@@ -108,7 +112,8 @@ __device__ __forceinline__ V blockReduce(V v, Op op) {
   if (lane == 0)
     partial[warp] = v;
   __syncthreads();
-  v = partial[lane < kWarps ? lane : 0];
+  // Lanes past the last warp add nothing (not a copy of partial[0]).
+  v = lane < kWarps ? partial[lane] : Op::template identity<V>();
   v = warpReduce(v, op);
   __syncthreads(); // `partial` may be reused by the next call
   return v;
