@@ -9,19 +9,15 @@
 //
 //===----------------------------------------------------------------------===//
 #include "runtime/backends/cpu/CpuBackend.h"
-#include "runtime/backends/cpu/Float16.h"
 #include "runtime/backends/cuda/CudaBackend.h"
-#include "runtime/format/CounterRng.h"
-#include "runtime/format/KernelAbi.h"
-#include "runtime/format/Nf4Quantizer.h"
 #include "test/runtime/CudaParityCases.h"
+#include "test/runtime/CudaParityHarness.h"
 
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <cstdlib>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -30,12 +26,11 @@
 namespace qlora::cuda {
 namespace {
 
-using format::DType;
-using parity::Fill;
-using parity::ParityArg;
+using parity::arenaBytes;
+using parity::asFloats;
+using parity::layOut;
 using parity::ParityCase;
-
-constexpr uint64_t kAlignment = 256;
+using parity::runOnTheCpu;
 
 /// The pack's directory: $QLORA_CUDA_PARITY_PACK, else the build's.
 std::filesystem::path packDir() {
@@ -113,130 +108,6 @@ CudaKernelSpec specOf(const ParityCase &c, const nlohmann::json &entry) {
   return spec;
 }
 
-/// The initial bytes of `arg` (case `c`), the same for both backends.
-std::vector<std::byte> initialBytes(const ParityCase &c, const ParityArg &arg) {
-  std::vector<std::byte> bytes(parity::argBytes(arg));
-  format::CounterRng rng(17, c.name + "." + arg.name);
-  auto storeFloat = [&](int64_t i, float v) {
-    if (arg.dtype == DType::BF16) {
-      uint16_t bits = cpu::floatToBf16(v);
-      std::memcpy(bytes.data() + i * 2, &bits, 2);
-    } else if (arg.dtype == DType::I64) {
-      int64_t integer = int64_t(v);
-      std::memcpy(bytes.data() + i * 8, &integer, 8);
-    } else {
-      std::memcpy(bytes.data() + i * 4, &v, 4);
-    }
-  };
-  float scale = float(arg.scale);
-  switch (arg.fill) {
-  case Fill::Normal:
-    for (int64_t i = 0; i < arg.elements; ++i)
-      storeFloat(i, rng.uniform(uint64_t(i), -scale, scale));
-    break;
-  case Fill::Positive:
-    for (int64_t i = 0; i < arg.elements; ++i)
-      storeFloat(i, rng.uniform(uint64_t(i), 0, scale));
-    break;
-  case Fill::Value:
-    for (int64_t i = 0; i < arg.elements; ++i)
-      storeFloat(i, scale);
-    break;
-  case Fill::Tokens:
-  case Fill::Labels:
-    for (int64_t i = 0; i < arg.elements; ++i) {
-      int32_t id = int32_t(rng.bits(uint64_t(i)) % uint64_t(arg.range));
-      if (arg.fill == Fill::Labels &&
-          rng.bits(uint64_t(i) + (1u << 30)) % 8 == 0)
-        id = -100;
-      std::memcpy(bytes.data() + i * 4, &id, 4);
-    }
-    break;
-  case Fill::Nf4:
-  case Fill::Nf4NoDq: {
-    std::vector<float> values(size_t(arg.elements));
-    for (int64_t i = 0; i < arg.elements; ++i)
-      values[size_t(i)] = rng.uniform(uint64_t(i), -0.1f, 0.1f);
-    format::Nf4QuantizeOptions options;
-    options.nestedBlocksize = arg.fill == Fill::Nf4 ? 256 : 0;
-    std::string error;
-    auto pieces = format::quantizeNf4Tensor(values.data(), DType::F32,
-                                            arg.elements, options, error);
-    auto layout = format::nf4LayoutFor(arg.elements, options);
-    EXPECT_TRUE(pieces && layout) << error;
-    if (pieces && layout)
-      format::writeNf4Storage(*pieces, *layout, bytes);
-    break;
-  }
-  case Fill::Attention: // filled from the CPU's attention_fwd
-  case Fill::Output:
-    break;
-  }
-  return bytes;
-}
-
-std::vector<float> asFloats(const ParityArg &arg,
-                            std::span<const std::byte> bytes) {
-  std::vector<float> values(size_t(arg.elements));
-  for (int64_t i = 0; i < arg.elements; ++i) {
-    if (arg.dtype == DType::BF16) {
-      uint16_t bits;
-      std::memcpy(&bits, bytes.data() + i * 2, 2);
-      values[size_t(i)] = cpu::bf16ToFloat(bits);
-    } else if (arg.dtype == DType::I32) {
-      int32_t v;
-      std::memcpy(&v, bytes.data() + i * 4, 4);
-      values[size_t(i)] = float(v);
-    } else {
-      std::memcpy(&values[size_t(i)], bytes.data() + i * 4, 4);
-    }
-  }
-  return values;
-}
-
-/// The arguments one after another, each 256-byte aligned.
-std::vector<exec::ArenaRange> layOut(const ParityCase &c) {
-  std::vector<exec::ArenaRange> ranges;
-  uint64_t offset = 0;
-  for (const ParityArg &arg : c.args) {
-    ranges.push_back({offset, parity::argBytes(arg)});
-    offset +=
-        (parity::argBytes(arg) + kAlignment - 1) / kAlignment * kAlignment;
-  }
-  return ranges;
-}
-
-uint64_t arenaBytes(std::span<const exec::ArenaRange> ranges) {
-  return ranges.empty() ? 0 : ranges.back().offset + ranges.back().bytes;
-}
-
-/// Fills the arguments in `host`'s arena (and `gpu`'s, when given) and runs
-/// the case's kernel on the CPU.
-void runOnTheCpu(const ParityCase &c, std::span<const exec::ArenaRange> ranges,
-                 cpu::CpuBackend &host, exec::Backend *gpu) {
-  std::string error;
-  ASSERT_TRUE(host.allocateArena(arenaBytes(ranges), error)) << error;
-  for (size_t i = 0; i < c.args.size(); ++i) {
-    std::vector<std::byte> bytes = initialBytes(c, c.args[i]);
-    if (c.args[i].fill == Fill::Attention) {
-      // The true forward output: attention_bwd reads o (the CPU does not).
-      std::array<exec::ArenaRange, 4> fwd = {ranges[1], ranges[2], ranges[3],
-                                             ranges[i]};
-      ASSERT_TRUE(
-          host.prepareLaunch(1, kernels::kAttentionFwd, c.params, fwd, error))
-          << error;
-      host.launch(1, fwd);
-      host.download(ranges[i].offset, bytes);
-    }
-    host.upload(ranges[i].offset, bytes);
-    if (gpu)
-      gpu->upload(ranges[i].offset, bytes);
-  }
-  ASSERT_TRUE(host.prepareLaunch(0, c.kernel, c.params, ranges, error))
-      << error;
-  host.launch(0, ranges);
-}
-
 class CudaGpuParity : public ::testing::TestWithParam<ParityCase> {};
 
 TEST_P(CudaGpuParity, MatchesTheCpu) {
@@ -259,47 +130,22 @@ TEST_P(CudaGpuParity, MatchesTheCpu) {
   std::vector<exec::ArenaRange> ranges = layOut(c);
   std::string error;
   ASSERT_TRUE(gpu->allocateArena(arenaBytes(ranges), error)) << error;
-  ASSERT_NO_FATAL_FAILURE(runOnTheCpu(c, ranges, host, gpu.get()));
+  ASSERT_NO_FATAL_FAILURE(runOnTheCpu(
+      c, ranges, host, [&](uint64_t offset, std::span<const std::byte> bytes) {
+        gpu->upload(offset, bytes);
+      }));
   ASSERT_TRUE(gpu->prepareLaunch(0, c.kernel, c.params, ranges, error))
       << error;
   gpu->launch(0, ranges);
   ASSERT_TRUE(gpu->synchronize(error)) << error;
 
-  std::string report;
-  for (size_t i = 0; i < c.args.size(); ++i) {
-    const ParityArg &arg = c.args[i];
-    if (!arg.compare)
-      continue;
-    std::vector<std::byte> gpuBytes(ranges[i].bytes), cpuBytes(ranges[i].bytes);
-    gpu->download(ranges[i].offset, gpuBytes);
-    ASSERT_TRUE(gpu->synchronize(error)) << error;
-    host.download(ranges[i].offset, cpuBytes);
-    std::vector<float> g = asFloats(arg, gpuBytes), h = asFloats(arg, cpuBytes);
-    double largest = 0, worst = 0;
-    int64_t worstAt = 0, nonFinite = 0;
-    for (size_t e = 0; e < h.size(); ++e) {
-      largest = std::max(largest, double(std::fabs(h[e])));
-      if (!std::isfinite(g[e]) || !std::isfinite(h[e])) {
-        nonFinite += std::isfinite(g[e]) != std::isfinite(h[e]);
-        continue;
-      }
-      double diff = std::fabs(double(g[e]) - double(h[e]));
-      if (diff > worst) {
-        worst = diff;
-        worstAt = int64_t(e);
-      }
-    }
-    double relative = largest > 0 ? worst / largest : worst;
-    char line[256];
-    std::snprintf(line, sizeof(line),
-                  " %s: max |gpu-cpu| %.3g (%.3g of max |cpu| %.3g)",
-                  arg.name.c_str(), worst, relative, largest);
-    report += line;
-    EXPECT_EQ(nonFinite, 0) << arg.name << ": finite on one backend only";
-    EXPECT_LE(relative, c.tolerance)
-        << arg.name << "[" << worstAt << "]: gpu " << g[size_t(worstAt)]
-        << ", cpu " << h[size_t(worstAt)];
-  }
+  std::string report = parity::expectMatchesTheCpu(
+      c, ranges, host,
+      [&](uint64_t offset, std::span<std::byte> bytes) {
+        gpu->download(offset, bytes);
+        EXPECT_TRUE(gpu->synchronize(error)) << error;
+      },
+      "gpu");
   std::printf("[parity] %s on %s (%s):%s\n", c.name.c_str(),
               gpu->deviceName().c_str(), gpu->imageArch(0).c_str(),
               report.c_str());

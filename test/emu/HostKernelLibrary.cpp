@@ -1,0 +1,104 @@
+//===- HostKernelLibrary.cpp - A CUDA source built and loaded on the host -===//
+#include "test/emu/HostKernelLibrary.h"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <dlfcn.h>
+#include <fstream>
+
+namespace qlora::cuda::emu {
+namespace {
+
+/// `<entry>_emu(args, grid x, y, z, threads)`: the launcher appended to the
+/// source for each entry.
+using Launcher = void (*)(void *const *, unsigned, unsigned, unsigned,
+                          unsigned);
+
+std::string launcherName(const std::string &entry) { return entry + "_emu"; }
+
+std::string readFile(const std::filesystem::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+std::string quoted(const std::string &text) { return "'" + text + "'"; }
+
+} // namespace
+
+std::unique_ptr<HostKernelLibrary>
+HostKernelLibrary::build(const std::string &name, const std::string &source,
+                         const std::vector<std::string> &entries,
+                         std::string &error) {
+  std::unique_ptr<HostKernelLibrary> library(new HostKernelLibrary());
+  std::string pattern = (std::filesystem::temp_directory_path() /
+                         ("qlora-emu-" + name + "-XXXXXX"))
+                            .string();
+  if (!mkdtemp(pattern.data())) {
+    error = "cannot create a temporary directory like " + pattern;
+    return nullptr;
+  }
+  std::filesystem::path dir = library->dir_ = pattern;
+
+  // The CUDA headers the source includes: the shim provides their contents.
+  for (const char *header : {"cuda_bf16.h", "cuda_fp16.h", "mma.h"})
+    std::ofstream(dir / header) << "// provided by CudaHostShim.h\n";
+  std::string text = source + "\n// Host launchers (HostKernelLibrary).\n";
+  for (const std::string &entry : entries)
+    text += "extern \"C\" void " + launcherName(entry) +
+            "(void *const *args, unsigned x, unsigned y, unsigned z,\n"
+            "    unsigned threads) {\n  qlora_emu::launchEntry(&" +
+            entry + ", args, dim3{x, y, z}, threads);\n}\n";
+  std::ofstream(dir / "kernel.cpp") << text;
+
+  const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
+  std::string command =
+      quoted(QLORA_EMU_CXX) +
+      " -O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w " +
+      (extra ? extra : "") + " -include " + quoted(QLORA_EMU_SHIM) + " -I " +
+      quoted(dir.string()) + " -o " + quoted((dir / "kernel.so").string()) +
+      " " + quoted((dir / "kernel.cpp").string()) + " 2> " +
+      quoted((dir / "compile.log").string());
+  auto start = std::chrono::steady_clock::now();
+  if (std::system(command.c_str()) != 0) {
+    error = command + "\n" + readFile(dir / "compile.log");
+    return nullptr;
+  }
+  library->compileSeconds_ =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  library->handle_ = dlopen((dir / "kernel.so").c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!library->handle_) {
+    error = dlerror();
+    return nullptr;
+  }
+  return library;
+}
+
+HostKernelLibrary::~HostKernelLibrary() {
+  if (handle_)
+    dlclose(handle_);
+  if (std::getenv("QLORA_EMU_KEEP") || ::testing::Test::HasFailure())
+    std::printf("[emu] files kept in %s\n", dir_.c_str());
+  else
+    std::filesystem::remove_all(dir_);
+}
+
+bool HostKernelLibrary::launch(const std::string &entry,
+                               const std::vector<void *> &args,
+                               const std::array<uint32_t, 3> &grid,
+                               uint32_t threads, std::string &error) {
+  auto launcher =
+      reinterpret_cast<Launcher>(dlsym(handle_, launcherName(entry).c_str()));
+  if (!launcher) {
+    error =
+        "no " + launcherName(entry) + " in " + (dir_ / "kernel.so").string();
+    return false;
+  }
+  launcher(args.data(), grid[0], grid[1], grid[2], threads);
+  return true;
+}
+
+} // namespace qlora::cuda::emu
