@@ -4,17 +4,20 @@
 // threads are cooperative user contexts (ucontext), __syncthreads and the
 // warp shuffles are barriers between them, __shared__ arrays are statics
 // (one block runs at a time). Threads switch at barriers and shuffles, to
-// a random other thread. T is float. The results are compared with a
-// naive attention in double. This checks the tiling, masking, online
-// softmax and the two backward phases without a GPU; it says nothing about
-// speed, bf16 or the real memory model.
+// a random other thread, mostly of the same warp. T is float. The results are
+// compared with a naive attention in double. This checks the tiling, masking,
+// online softmax and the two backward phases without a GPU; it says nothing
+// about speed, bf16 or the real memory model.
 //
 //===----------------------------------------------------------------------===//
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <math.h>
 #include <memory>
 #include <random>
@@ -45,19 +48,44 @@ struct Block {
   std::vector<float> slots;
   std::vector<Dim3> threadIds;
   Dim3 blockId;
+  /// What each thread waits for: a group's generation to pass, or (done)
+  /// nothing more.
+  std::vector<const Group *> waitingOn;
+  std::vector<unsigned> waitingFor;
+  std::vector<char> done;
+
+  bool runnable(int t) const {
+    const Group *group = waitingOn[size_t(t)];
+    return !done[size_t(t)] &&
+           (!group || group->generation != waitingFor[size_t(t)]);
+  }
 };
 
 inline Block *block = nullptr;
 
-/// Lets the next thread of the block run.
+/// Lets another runnable thread of the block run: mostly one of the same
+/// warp, so warps drift apart and a missing barrier shows as a wrong result.
+/// Called only by a thread that waits.
 inline void yield() {
-  // A random other thread, so a missing barrier shows as a wrong result.
   static std::mt19937 rng(7);
-  int self = block->current;
-  int next = block->threads == 1
-                 ? self
-                 : (self + 1 + int(rng() % unsigned(block->threads - 1))) %
-                       block->threads;
+  const int self = block->current, threads = block->threads;
+  const int warpFirst = self / 32 * 32;
+  const int warpSize = std::min(32, threads - warpFirst);
+  int next = -1;
+  for (int tries = 0; tries < 64 && next < 0; ++tries) {
+    int candidate = rng() % 8 != 0 ? warpFirst + int(rng() % unsigned(warpSize))
+                                   : int(rng() % unsigned(threads));
+    if (candidate != self && block->runnable(candidate))
+      next = candidate;
+  }
+  for (int t = 0; t < threads && next < 0; ++t)
+    if (t != self && block->runnable(t))
+      next = t;
+  if (next < 0) {
+    std::fprintf(stderr, "emulated block deadlocked (a barrier not every "
+                         "thread reaches)\n");
+    std::abort();
+  }
   block->current = next;
   swapcontext(&block->contexts[size_t(self)], &block->contexts[size_t(next)]);
 }
@@ -69,8 +97,12 @@ inline void arriveAndWait(Group &group) {
     ++group.generation;
     return;
   }
+  const int self = block->current;
+  block->waitingOn[size_t(self)] = &group;
+  block->waitingFor[size_t(self)] = generation;
   while (group.generation == generation)
     yield();
+  block->waitingOn[size_t(self)] = nullptr;
 }
 
 inline int lane() {
@@ -165,6 +197,9 @@ void launch(emu::Dim3 grid, int threads, Kernel kernel) {
         block.slots.assign(size_t(threads), 0.0f);
         block.contexts.resize(size_t(threads));
         block.threadIds.resize(size_t(threads));
+        block.waitingOn.assign(size_t(threads), nullptr);
+        block.waitingFor.assign(size_t(threads), 0);
+        block.done.assign(size_t(threads), 0);
         emu::block = &block;
         for (int t = 0; t < threads; ++t) {
           block.threadIds[size_t(t)] = {unsigned(t), 0, 0};
@@ -179,10 +214,11 @@ void launch(emu::Dim3 grid, int threads, Kernel kernel) {
               +[] {
                 (*current)();
                 // Finished: hand over to the others until all are done.
-                ++emu::block->finished;
-                while (emu::block->finished < emu::block->threads)
-                  emu::yield();
-                setcontext(&emu::block->scheduler);
+                emu::Block &self = *emu::block;
+                self.done[size_t(self.current)] = 1;
+                if (++self.finished < self.threads)
+                  emu::yield(); // never comes back
+                setcontext(&self.scheduler);
               },
               0);
         }
