@@ -21,6 +21,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <dlfcn.h>
 #include <memory>
 
 namespace qlora::cuda {
@@ -28,6 +29,40 @@ namespace {
 
 using emu::HostKernelLibrary;
 using parity::ParityCase;
+
+/// With AddressSanitizer loaded (LD_PRELOAD=libasan.so and
+/// QLORA_EMU_CXXFLAGS=-fsanitize=address), the padding between the
+/// arguments is poisoned while the kernel runs: a kernel that reads or
+/// writes past one of its buffers stops there.
+class ArenaGuard {
+public:
+  using Poison = void (*)(const volatile void *, size_t);
+
+  ArenaGuard(std::byte *arena, std::span<const exec::ArenaRange> ranges,
+             size_t allocation)
+      : arena_(arena), allocation_(allocation),
+        unpoison_(reinterpret_cast<Poison>(
+            dlsym(RTLD_DEFAULT, "__asan_unpoison_memory_region"))) {
+    auto poison = reinterpret_cast<Poison>(
+        dlsym(RTLD_DEFAULT, "__asan_poison_memory_region"));
+    if (!poison || !unpoison_)
+      return;
+    for (size_t i = 0; i < ranges.size(); ++i) {
+      uint64_t end = ranges[i].offset + ranges[i].bytes;
+      uint64_t next = i + 1 < ranges.size() ? ranges[i + 1].offset : allocation;
+      poison(arena + end, next - end);
+    }
+  }
+  ~ArenaGuard() {
+    if (unpoison_)
+      unpoison_(arena_, allocation_);
+  }
+
+private:
+  std::byte *arena_;
+  size_t allocation_;
+  Poison unpoison_;
+};
 
 class CudaEmuParity : public ::testing::TestWithParam<ParityCase> {};
 
@@ -55,6 +90,7 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
       &std::free);
   ASSERT_TRUE(arena);
   std::memset(arena.get(), 0, allocation);
+  ArenaGuard guard(arena.get(), ranges, allocation);
 
   cpu::CpuBackend host(2);
   ASSERT_NO_FATAL_FAILURE(parity::runOnTheCpu(

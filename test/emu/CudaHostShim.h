@@ -41,6 +41,14 @@
 #else
 #include <ucontext.h>
 #endif
+// Under -fsanitize=address ($QLORA_EMU_CXXFLAGS, with libasan preloaded)
+// the fiber switches are announced, so that AddressSanitizer follows the
+// stacks and finds kernels reading past __shared__ arrays.
+#if defined(__SANITIZE_ADDRESS__)
+#include <sanitizer/asan_interface.h>
+#include <sanitizer/common_interface_defs.h>
+#define QLORA_EMU_ASAN 1
+#endif
 
 #define __global__
 #define __device__
@@ -325,6 +333,10 @@ struct Fiber {
   char *stack = nullptr;
   uint3 id;
   bool done = false;
+#if QLORA_EMU_ASAN
+  const void *asanBottom = nullptr;
+  size_t asanSize = 0;
+#endif
 };
 
 constexpr size_t kStackBytes = 512 * 1024;
@@ -342,6 +354,7 @@ struct Launch {
   /// Two slots a lane (a shuffle alternates between them).
   std::vector<uint64_t> slots;
   std::vector<unsigned> shuffles; ///< shuffles done by each warp's lanes
+  Fiber *switchedFrom = nullptr;
 };
 inline Launch *launch = nullptr;
 
@@ -349,10 +362,21 @@ inline void resume(Fiber &from, Fiber &to) {
   if (&to != &launch->scheduler) {
     threadIdx = to.id;
   }
+  launch->switchedFrom = &from;
+#if QLORA_EMU_ASAN
+  void *fakeStack = nullptr;
+  __sanitizer_start_switch_fiber(from.done ? nullptr : &fakeStack,
+                                 to.asanBottom, to.asanSize);
+#endif
 #if QLORA_EMU_FAST_SWITCH
   qlora_emu_switch(&from.sp, to.sp);
 #else
   swapcontext(&from.context, &to.context);
+#endif
+#if QLORA_EMU_ASAN
+  Fiber &previous = *launch->switchedFrom;
+  __sanitizer_finish_switch_fiber(fakeStack, &previous.asanBottom,
+                                  &previous.asanSize);
 #endif
 }
 
@@ -428,6 +452,10 @@ template <class V> inline V exchange(V value, int source) {
 
 inline void runFiber() {
   Launch &l = *launch;
+#if QLORA_EMU_ASAN
+  __sanitizer_finish_switch_fiber(nullptr, &l.switchedFrom->asanBottom,
+                                  &l.switchedFrom->asanSize);
+#endif
   l.body(l.closure);
   Fiber &self = l.fibers[size_t(l.current)];
   self.done = true;
@@ -461,6 +489,12 @@ inline void startFiber(Fiber &fiber) {
     }
     fiber.stack = static_cast<char *>(stack);
   }
+#if QLORA_EMU_ASAN
+  // A finished thread's frames were never unwound.
+  __asan_unpoison_memory_region(fiber.stack, kStackBytes);
+  fiber.asanBottom = fiber.stack;
+  fiber.asanSize = kStackBytes;
+#endif
 #if QLORA_EMU_FAST_SWITCH
   // What qlora_emu_switch pops: MXCSR and control word, six registers, and
   // the entry as the return address (16-byte aligned, as at a call).

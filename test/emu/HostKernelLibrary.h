@@ -5,8 +5,10 @@
 // in front, into a shared library in a fresh temporary directory, loads it,
 // and launches its `extern "C" __global__` entries on a grid. The directory
 // is removed afterwards unless the test failed or $QLORA_EMU_KEEP is set;
-// $QLORA_EMU_CXXFLAGS adds compiler flags (-fsanitize=address,
-// -DQLORA_EMU_UCONTEXT).
+// $QLORA_EMU_CXXFLAGS adds compiler flags: -DQLORA_EMU_UCONTEXT, or
+// -fsanitize=address with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
+// and ASAN_OPTIONS=detect_leaks=0 on the test, which then stops a kernel
+// that leaves its __shared__ arrays or its argument buffers.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TEST_EMU_HOSTKERNELLIBRARY_H
