@@ -16,6 +16,9 @@ constexpr int kTile = 32;
 constexpr int64_t kMaxHeadDim = 128;
 constexpr int64_t kMaxGridYz = 65535;
 constexpr int64_t kStaticSharedBytes = 48 * 1024;
+/// Blocks per SM ptxas sizes registers for: without it, ptxas spilled a few
+/// cold values of the f32 instances to reach a higher occupancy step.
+constexpr uint32_t kMinBlocks = 4;
 
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
@@ -42,6 +45,7 @@ AttentionShape attentionConfig(Reader &r, const std::string &T, Instance &out) {
            std::to_string(s.heads) + " and " + std::to_string(s.batch));
   out.family = "Attention.cuh";
   out.threads = uint32_t(kWarps * 32);
+  out.minBlocks = kMinBlocks;
   out.config = {typeLine("T", T),
                 intLine("kBatch", s.batch),
                 intLine("kSeq", s.seq),
@@ -114,6 +118,7 @@ void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
               uint32_t(s.batch)};
   InstancePhase keyValue;
   keyValue.threads = out.threads;
+  keyValue.minBlocks = out.minBlocks;
   keyValue.body = "qlora::cuda::attentionBwdKeyValue<Config>(dout, q, k, v, "
                   "dk, dv, qloraAttentionLse, qloraAttentionDelta);";
   keyValue.grid = {ceilDiv(s.seq, keys * kWarps), uint32_t(s.kvHeads),

@@ -59,6 +59,7 @@ struct InstancePhase {
   std::string body;
   uint32_t threads = 256;
   std::array<uint32_t, 3> grid = {1, 1, 1};
+  uint32_t minBlocks = 0; ///< as Instance::minBlocks
 };
 
 /// What a builder produces, before assembly.
@@ -76,6 +77,10 @@ struct Instance {
   /// Entries launched after this one, in order, with the same arguments:
   /// for kernels whose steps need the whole grid to finish in between.
   std::vector<InstancePhase> then;
+  /// __launch_bounds__'s minimum resident blocks per SM (0: left out).
+  /// Naming one makes ptxas size registers for it instead of spilling a
+  /// few cold values to reach a higher occupancy step.
+  uint32_t minBlocks = 0;
 };
 
 /// Parameter reads that remember the first problem.

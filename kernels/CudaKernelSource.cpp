@@ -466,15 +466,18 @@ std::string assemble(std::string_view kernel, std::string_view activation,
     source += "  " + line + "\n";
   source += "};\n} // namespace\n\n" + instance.globals;
   auto addEntry = [&](const std::string &name, uint32_t threads,
-                      const std::string &body) {
-    source += "extern \"C\" __global__ void __launch_bounds__(" +
-              std::to_string(threads) + ")\n" + name + "(" +
-              instance.arguments + ") {\n  " + body + "\n}\n";
+                      uint32_t minBlocks, const std::string &body) {
+    std::string bounds = std::to_string(threads);
+    if (minBlocks)
+      bounds += ", " + std::to_string(minBlocks);
+    source += "extern \"C\" __global__ void __launch_bounds__(" + bounds +
+              ")\n" + name + "(" + instance.arguments + ") {\n  " + body +
+              "\n}\n";
   };
-  addEntry(entry, instance.threads, instance.body);
+  addEntry(entry, instance.threads, instance.minBlocks, instance.body);
   for (size_t i = 0; i < instance.then.size(); ++i)
     addEntry(phaseEntry(entry, i), instance.then[i].threads,
-             instance.then[i].body);
+             instance.then[i].minBlocks, instance.then[i].body);
   return source;
 }
 
