@@ -10,10 +10,12 @@
 // __device__ globals, atomics and the last-block-finishes pattern behave as
 // on a GPU whose blocks happen to run in order. A block's threads are fibers
 // on one OS thread with their own stacks; they switch only at barriers
-// (__syncthreads, __syncwarp, a warp shuffle), round robin, so every thread
-// runs up to its barrier before the barrier releases. A warp shuffle is a
-// barrier of the warp's lanes around a slot each. __shared__ variables are
-// statics, shared by the block's fibers. WMMA fragments are held whole by
+// (__syncthreads, __syncwarp, a warp shuffle), round robin, upwards and
+// downwards in turn, so every thread runs up to its barrier before the
+// barrier releases and a missing barrier shows. A warp shuffle is a barrier
+// of the warp's lanes around a slot each. __shared__ variables are statics,
+// shared by the block's fibers; they keep what the previous block left (a
+// read before the first write goes unnoticed). WMMA fragments are held whole by
 // lane 0 of the warp, which does the warp's work. A barrier that can never
 // release (a thread waits on __syncthreads that others skip) aborts with the
 // block and thread.
