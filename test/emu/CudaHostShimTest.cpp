@@ -46,8 +46,8 @@ extern "C" __global__ void __launch_bounds__(96) prefix(const float *in,
   buffer[0][t] = in[t];
   __syncthreads();
   for (int offset = 1; offset < 96; offset *= 2) {
-    float value = buffer[from][t] + (t >= offset ? buffer[from][t - offset] : 0);
-    buffer[1 - from][t] = value;
+    float before = t >= offset ? buffer[from][t - offset] : 0;
+    buffer[1 - from][t] = buffer[from][t] + before;
     from = 1 - from;
     __syncthreads();
   }
@@ -63,8 +63,8 @@ extern "C" __global__ void __launch_bounds__(96) racyPrefix(const float *in,
   buffer[0][t] = in[t];
   __syncthreads();
   for (int offset = 1; offset < 96; offset *= 2) {
-    float value = buffer[from][t] + (t >= offset ? buffer[from][t - offset] : 0);
-    buffer[1 - from][t] = value;
+    float before = t >= offset ? buffer[from][t - offset] : 0;
+    buffer[1 - from][t] = buffer[from][t] + before;
     from = 1 - from;
   }
   out[t] = buffer[from][t];
