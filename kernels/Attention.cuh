@@ -135,7 +135,7 @@ __device__ __forceinline__ void accumulateTile(const float (&coefficient)[Rows],
                                                const float *tile,
                                                float (&acc)[Rows][PerLane]) {
   const int lane = threadIdx.x % kWarpSize;
-#pragma unroll 1 // keeps register pressure low: no spills at any size
+#pragma unroll 2
   for (int l = 0; l < kWarpSize; ++l) {
     float x[PerLane];
 #pragma unroll
