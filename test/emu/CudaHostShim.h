@@ -225,56 +225,54 @@ template <class T> inline T __ldg(const T *p) { return *p; }
 
 //===- atomics (one OS thread runs every fiber) ---------------------------===//
 
-template <class T> inline T atomicAdd(T *p, T v) {
+namespace qlora_emu {
+/// Stores next(*p) and returns the old value. One OS thread runs every
+/// fiber, so a read-modify-write is atomic; the value parameters do not
+/// take part in deduction, as CUDA's overloads convert their arguments.
+template <class T, class Next> inline T update(T *p, Next next) {
   T old = *p;
-  *p = old + v;
+  *p = next(old);
   return old;
 }
-template <class T> inline T atomicSub(T *p, T v) {
-  T old = *p;
-  *p = old - v;
-  return old;
+template <class T> using Value = std::type_identity_t<T>;
+} // namespace qlora_emu
+
+template <class T> T atomicAdd(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return T(old + v); });
 }
-template <class T> inline T atomicExch(T *p, T v) {
-  T old = *p;
-  *p = v;
-  return old;
+template <class T> T atomicSub(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return T(old - v); });
 }
-template <class T> inline T atomicMax(T *p, T v) {
-  T old = *p;
-  *p = old < v ? v : old;
-  return old;
+template <class T> T atomicExch(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T) { return v; });
 }
-template <class T> inline T atomicMin(T *p, T v) {
-  T old = *p;
-  *p = v < old ? v : old;
-  return old;
+template <class T> T atomicMax(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return old < v ? v : old; });
 }
-template <class T> inline T atomicCAS(T *p, T compare, T v) {
-  T old = *p;
-  if (old == compare)
-    *p = v;
-  return old;
+template <class T> T atomicMin(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return v < old ? v : old; });
 }
-template <class T> inline T atomicAnd(T *p, T v) {
-  T old = *p;
-  *p = old & v;
-  return old;
+template <class T>
+T atomicCAS(T *p, qlora_emu::Value<T> compare, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return old == compare ? v : old; });
 }
-template <class T> inline T atomicOr(T *p, T v) {
-  T old = *p;
-  *p = old | v;
-  return old;
+template <class T> T atomicAnd(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return T(old & v); });
+}
+template <class T> T atomicOr(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return T(old | v); });
+}
+template <class T> T atomicXor(T *p, qlora_emu::Value<T> v) {
+  return qlora_emu::update(p, [&](T old) { return T(old ^ v); });
 }
 inline unsigned atomicInc(unsigned *p, unsigned limit) {
-  unsigned old = *p;
-  *p = old >= limit ? 0 : old + 1;
-  return old;
+  return qlora_emu::update(
+      p, [&](unsigned old) { return old >= limit ? 0 : old + 1; });
 }
 inline unsigned atomicDec(unsigned *p, unsigned limit) {
-  unsigned old = *p;
-  *p = (old == 0 || old > limit) ? limit : old - 1;
-  return old;
+  return qlora_emu::update(p, [&](unsigned old) {
+    return old == 0 || old > limit ? limit : old - 1;
+  });
 }
 inline void __threadfence() {}
 inline void __threadfence_block() {}

@@ -37,9 +37,10 @@ extern "C" __global__ void __launch_bounds__(64) shuffles(float *out) {
   out[7 * 64 + t] = float(__popc(__ballot_sync(0xffffffffu, t % 2)));
 }
 
-// out[t] = sum of in[0..t] through shared memory, one barrier a round.
-extern "C" __global__ void __launch_bounds__(96) prefix(const float *in,
-                                                       float *out) {
+// out[t] = sum of in[0..t] through shared memory, one barrier a round
+// (none in racyPrefix).
+template <bool kBarriers>
+__device__ void prefixSum(const float *in, float *out) {
   __shared__ float buffer[2][96];
   const int t = threadIdx.x;
   int from = 0;
@@ -49,25 +50,18 @@ extern "C" __global__ void __launch_bounds__(96) prefix(const float *in,
     float before = t >= offset ? buffer[from][t - offset] : 0;
     buffer[1 - from][t] = buffer[from][t] + before;
     from = 1 - from;
-    __syncthreads();
+    if (kBarriers)
+      __syncthreads();
   }
   out[t] = buffer[from][t];
 }
-
-// prefix without the barrier between rounds.
+extern "C" __global__ void __launch_bounds__(96) prefix(const float *in,
+                                                       float *out) {
+  prefixSum<true>(in, out);
+}
 extern "C" __global__ void __launch_bounds__(96) racyPrefix(const float *in,
                                                            float *out) {
-  __shared__ float buffer[2][96];
-  const int t = threadIdx.x;
-  int from = 0;
-  buffer[0][t] = in[t];
-  __syncthreads();
-  for (int offset = 1; offset < 96; offset *= 2) {
-    float before = t >= offset ? buffer[from][t - offset] : 0;
-    buffer[1 - from][t] = buffer[from][t] + before;
-    from = 1 - from;
-  }
-  out[t] = buffer[from][t];
+  prefixSum<false>(in, out);
 }
 
 __device__ float partials[7];
