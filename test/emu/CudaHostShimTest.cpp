@@ -120,6 +120,16 @@ extern "C" __global__ void __launch_bounds__(32) tile(const float *a,
   wmma::store_matrix_sync(out + 256, acc, 16, wmma::mem_col_major);
 }
 
+// A fragment loaded 2 bytes past a 32-byte boundary.
+extern "C" __global__ void __launch_bounds__(32) misaligned(float *out) {
+  __shared__ __align__(32) __nv_bfloat16 as[512];
+  nvcuda::wmma::fragment<nvcuda::wmma::matrix_a, 16, 16, 16, __nv_bfloat16,
+                         nvcuda::wmma::row_major>
+      fa;
+  nvcuda::wmma::load_matrix_sync(fa, as + 1, 16);
+  out[threadIdx.x] = 1;
+}
+
 // Thread 0 waits on its warp while the others wait on the block.
 extern "C" __global__ void __launch_bounds__(64) stuck(float *out) {
   if (threadIdx.x == 0)
@@ -134,12 +144,12 @@ class CudaHostShim : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
     std::string error;
-    library =
-        HostKernelLibrary::build("shim", kSource,
-                                 {"shuffles", "prefix", "racyPrefix",
-                                  "lastBlock", "roundings", "tile", "stuck"},
-                                 error)
-            .release();
+    library = HostKernelLibrary::build("shim", kSource,
+                                       {"shuffles", "prefix", "racyPrefix",
+                                        "lastBlock", "roundings", "tile",
+                                        "misaligned", "stuck"},
+                                       error)
+                  .release();
     ASSERT_TRUE(library) << error;
   }
   static void TearDownTestSuite() { delete library; }
@@ -247,6 +257,11 @@ TEST_F(CudaHostShim, WmmaReadsAndWritesBothLayouts) {
       EXPECT_EQ(out[m * 16 + n], c) << m << ", " << n;
       EXPECT_EQ(out[256 + n * 16 + m], c) << m << ", " << n;
     }
+}
+
+TEST_F(CudaHostShim, AMisalignedFragmentAborts) {
+  std::vector<float> out(32);
+  EXPECT_DEATH(run("misaligned", {out.data()}, 1, 32), "32-byte aligned");
 }
 
 TEST_F(CudaHostShim, ABarrierThatNeverReleasesAborts) {
