@@ -33,7 +33,7 @@ KernelParams params(
 }
 
 ParityArg input(std::string name, int64_t elements, double scale = 1.0,
-             DType dtype = DType::F32) {
+                DType dtype = DType::F32) {
   return {std::move(name), dtype, elements, Fill::Normal, scale, 0, false};
 }
 ParityArg output(std::string name, int64_t elements, DType dtype = DType::F32) {
@@ -94,7 +94,7 @@ struct Linear {
       return nf4("w", out * in, weight == Weight::Nf4);
     double bound = 1.0 / std::sqrt(double(in));
     return input("w", out * in, bound,
-              weight == Weight::F32 ? DType::F32 : DType::BF16);
+                 weight == Weight::F32 ? DType::F32 : DType::BF16);
   }
   // LoRA A and B both random (B is zero only at the very start).
   ParityArg a() const { return input("a", rank * in, 0.2); }
@@ -171,24 +171,35 @@ void addLinearCases(std::vector<ParityCase> &cases) {
   cases.push_back(dropout.loraGrad("lora_grad_dropout", false));
 }
 
+/// One attention shape: grouped-query (kv < heads), head_dim 32/40/128, a
+/// sequence that is not a multiple of the 32-row tiles.
+struct AttentionShape {
+  int64_t heads, kvHeads, headDim, seq;
+  bool causal;
+};
+
 void addAttentionCases(std::vector<ParityCase> &cases) {
-  for (auto [heads, kvHeads, headDim] :
-       {std::tuple<int64_t, int64_t, int64_t>{4, 2, 32}, {2, 2, 128}}) {
-    std::string shape = "_h" + std::to_string(heads) + "_kv" +
-                        std::to_string(kvHeads) + "_d" +
-                        std::to_string(headDim);
+  for (AttentionShape s : {AttentionShape{4, 2, 32, kSeq, true},
+                           AttentionShape{2, 2, 128, kSeq, true},
+                           AttentionShape{4, 1, 40, 45, false}}) {
+    std::string shape = "_h" + std::to_string(s.heads) + "_kv" +
+                        std::to_string(s.kvHeads) + "_d" +
+                        std::to_string(s.headDim) + "_s" +
+                        std::to_string(s.seq) + (s.causal ? "" : "_not_causal");
     KernelParams p = params({{"batch", kBatch},
-                             {"seq", kSeq},
-                             {"heads", heads},
-                             {"kv_heads", kvHeads},
-                             {"head_dim", headDim},
-                             {"scale", 1.0 / std::sqrt(double(headDim))},
-                             {"causal", int64_t(1)}});
-    int64_t q = kRows * heads * headDim, kv = kRows * kvHeads * headDim;
-    cases.push_back({"attention_fwd" + shape,
-                     std::string(abi::kAttentionFwd),
-                     p,
-                     {input("q", q), input("k", kv), input("v", kv), output("o", q)}});
+                             {"seq", s.seq},
+                             {"heads", s.heads},
+                             {"kv_heads", s.kvHeads},
+                             {"head_dim", s.headDim},
+                             {"scale", 1.0 / std::sqrt(double(s.headDim))},
+                             {"causal", int64_t(s.causal)}});
+    int64_t rows = kBatch * s.seq;
+    int64_t q = rows * s.heads * s.headDim, kv = rows * s.kvHeads * s.headDim;
+    cases.push_back(
+        {"attention_fwd" + shape,
+         std::string(abi::kAttentionFwd),
+         p,
+         {input("q", q), input("k", kv), input("v", kv), output("o", q)}});
     for (bool accumulate : {false, true}) {
       KernelParams bwd = p;
       bwd.set("accumulate", int64_t(accumulate));
@@ -201,15 +212,9 @@ void addAttentionCases(std::vector<ParityCase> &cases) {
           {"attention_bwd" + shape + (accumulate ? "_accumulate" : ""),
            std::string(abi::kAttentionBwd),
            bwd,
-           {input("do", q), input("q", q), input("k", kv), input("v", kv), o, grad("dq", q),
-            grad("dk", kv), grad("dv", kv)}});
+           {input("do", q), input("q", q), input("k", kv), input("v", kv), o,
+            grad("dq", q), grad("dk", kv), grad("dv", kv)}});
     }
-    KernelParams open = p;
-    open.set("causal", int64_t(0));
-    cases.push_back({"attention_fwd_not_causal" + shape,
-                     std::string(abi::kAttentionFwd),
-                     open,
-                     {input("q", q), input("k", kv), input("v", kv), output("o", q)}});
   }
 }
 
@@ -280,10 +285,11 @@ void addElementwiseCases(std::vector<ParityCase> &cases) {
          {input("dy", n), input("x", n, 4.0),
           accumulate ? inOut("dx", n) : output("dx", n)}});
   for (const char *op : {"add", "mul"})
-    cases.push_back({op,
-                     op,
-                     params({{"n", n + 3}}),
-                     {input("a", n + 3), input("b", n + 3), output("y", n + 3)}});
+    cases.push_back(
+        {op,
+         op,
+         params({{"n", n + 3}}),
+         {input("a", n + 3), input("b", n + 3), output("y", n + 3)}});
   cases.push_back({"cast_f32_bf16",
                    std::string(abi::kCast),
                    params({{"n", n + 1},
@@ -349,17 +355,18 @@ void addLossOptimizerCases(std::vector<ParityCase> &cases) {
                    params({{"op", std::string("div")}}),
                    {value("a", 3.0), value("b", 7.0), output("out", 1)},
                    0.0});
-  cases.push_back({"clip_coefficient",
-                   std::string(abi::kClipCoefficient),
-                   KernelParams(),
-                   {value("norm", 5.0), value("max_norm", 1.0), output("out", 1)},
-                   0.0});
+  cases.push_back(
+      {"clip_coefficient",
+       std::string(abi::kClipCoefficient),
+       KernelParams(),
+       {value("norm", 5.0), value("max_norm", 1.0), output("out", 1)},
+       0.0});
   std::vector<int64_t> sizes = {1000, 33, 40000};
   cases.push_back({"global_norm",
                    std::string(abi::kGlobalNorm),
                    params({{"count", int64_t(sizes.size())}, {"sizes", sizes}}),
-                   {input("g0", sizes[0]), input("g1", sizes[1]), input("g2", sizes[2]),
-                    output("norm", 1)},
+                   {input("g0", sizes[0]), input("g1", sizes[1]),
+                    input("g2", sizes[2]), output("norm", 1)},
                    1e-5});
   int64_t n = kRank * kInter + 3;
   cases.push_back(
