@@ -77,23 +77,32 @@ void elementwise(Instance &out, const std::string &T, int64_t n, int vec,
   out.grid = strideGrid(n / vec, out.threads);
 }
 
-void buildBinary(Reader &r, const std::string &T, Instance &out,
+/// An elementwise kernel's element type: its `dtype` parameter (add also
+/// sums f32 LoRA gradients in a bf16 program), else the activation type.
+std::string elementType(Reader &r, const std::string &T) {
+  return r.all().getString("dtype") ? r.cudaType("dtype") : T;
+}
+
+void buildBinary(Reader &r, const std::string &activation, Instance &out,
                  std::string_view function) {
   int64_t n = r.dim("n");
+  std::string T = elementType(r, activation);
   elementwise(out, T, n, vectorWidth(n, typeBytes(T)),
               "const Config::T *a, const Config::T *b, Config::T *y",
               "qlora::cuda::" + std::string(function) + "<Config>(a, b, y);");
 }
 
-void buildSiluFwd(Reader &r, const std::string &T, Instance &out) {
+void buildSiluFwd(Reader &r, const std::string &activation, Instance &out) {
   int64_t n = r.dim("n");
+  std::string T = elementType(r, activation);
   elementwise(out, T, n, vectorWidth(n, typeBytes(T)),
               "const Config::T *x, Config::T *y",
               "qlora::cuda::siluFwd<Config>(x, y);");
 }
 
-void buildSiluBwd(Reader &r, const std::string &T, Instance &out) {
+void buildSiluBwd(Reader &r, const std::string &activation, Instance &out) {
   int64_t n = r.dim("n");
+  std::string T = elementType(r, activation);
   bool accumulate = r.flag("accumulate");
   elementwise(out, T, n, vectorWidth(n, typeBytes(T)),
               "const Config::T *dy, const Config::T *x, Config::T *dx",

@@ -486,7 +486,8 @@ struct ElementwiseLowering : QrtConversionPattern<OpTy> {
     Value y = this->lowering.allocateElementwise(rewriter, op.getLoc(),
                                                  op.getResult(), inputs);
     KernelParams params(rewriter);
-    params.addInt("n", op.getType().getNumElements());
+    params.addInt("n", op.getType().getNumElements())
+        .addString("dtype", getDTypeName(y));
     SmallVector<Value> args(inputs);
     args.push_back(y);
     return this->lowering.replaceWithLaunch(rewriter, op, kernel, params, args,
@@ -505,7 +506,9 @@ struct SiluGradLowering : QrtConversionPattern<SiluGradOp> {
     Value dx = lowering.allocate(rewriter, op.getLoc(), op.getResult(),
                                  BufferClass::gradient);
     KernelParams params(rewriter);
-    params.addInt("n", op.getType().getNumElements()).addInt("accumulate", 0);
+    params.addInt("n", op.getType().getNumElements())
+        .addString("dtype", getDTypeName(dx))
+        .addInt("accumulate", 0);
     return lowering.replaceWithLaunch(
         rewriter, op, kernels::kSiluBwd, params,
         {adaptor.getGradOutput(), adaptor.getInput(), dx}, dx);

@@ -81,10 +81,14 @@
 //                     o[B,S,Hq,D]
 // attention_bwd       do, q, k, v, o, dq, dk, dv                 same as attention_fwd, plus accumulate
 //                     (the CPU recomputes P from q, k and does not read o)
-// silu_fwd            x[n], y[n]                                 n
-// silu_bwd            dy[n], x[n], dx[n]                         n accumulate
-// add                 a[n], b[n], y[n]                           n
-// mul                 a[n], b[n], y[n]                           n
+// silu_fwd            x[n], y[n]                                 n [dtype]
+// silu_bwd            dy[n], x[n], dx[n]                         n [dtype] accumulate
+// add                 a[n], b[n], y[n]                           n [dtype]
+// mul                 a[n], b[n], y[n]                           n [dtype]
+//                     dtype: the element type of every argument ("F32",
+//                     "BF16", "F16"; absent: the activation type). add also
+//                     sums f32 LoRA gradients across micro-batches, whatever
+//                     the activation type.
 // cross_entropy_fwd   logits[B,S,V], labels[B,S] i32,            batch seq vocab ignore_index has_normalizer
 //                     [normalizer scalar], loss scalar
 //                     mean over shifted targets (logits[:, :-1] vs labels[:, 1:]), or sum/normalizer

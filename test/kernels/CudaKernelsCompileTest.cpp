@@ -109,6 +109,9 @@ std::vector<Case> casesFor(const Shapes &s, const std::string &activation) {
        makeParams({{"n", mlpElements}, {"accumulate", int64_t(1)}})},
       {p + "add", abi::kAdd, makeParams({{"n", hiddenElements}})},
       {p + "mul", abi::kMul, makeParams({{"n", mlpElements}})},
+      // Gradient accumulation sums f32 LoRA gradients in any program.
+      {p + "add_f32_gradients", abi::kAdd,
+       makeParams({{"n", s.rank * s.hidden}, {"dtype", std::string("F32")}})},
       {p + "fill", abi::kFill,
        makeParams({{"n", hiddenElements}, {"value", 0.0}})},
       {p + "fill_nan_odd", abi::kFill,

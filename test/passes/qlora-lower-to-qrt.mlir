@@ -201,11 +201,11 @@ func.func @rope_llama3(%x: tensor<1x4x2x8xf32> {qlora.input = "x"}) {
 
 // CHECK: qrt.kernel @[[NORM:.*]] template "rms_norm_fwd" params {eps = 1.000000e-05 : f64, hidden = 8 : i64, rows = 8 : i64, w_dtype = "BF16"}
 // CHECK: qrt.kernel @[[NORM_BWD:.*]] template "rms_norm_bwd" params {accumulate = 0 : i64, eps = 1.000000e-05 : f64, hidden = 8 : i64, rows = 8 : i64, w_dtype = "BF16"}
-// CHECK: qrt.kernel @[[SILU:.*]] template "silu_fwd" params {n = 128 : i64}
-// CHECK: qrt.kernel @[[MUL:.*]] template "mul" params {n = 128 : i64}
-// CHECK: qrt.kernel @[[SILU_BWD:.*]] template "silu_bwd" params {accumulate = 0 : i64, n = 128 : i64}
-// CHECK: qrt.kernel @[[ADD64:.*]] template "add" params {n = 64 : i64}
-// CHECK: qrt.kernel @[[ADD128:.*]] template "add" params {n = 128 : i64}
+// CHECK: qrt.kernel @[[SILU:.*]] template "silu_fwd" params {dtype = "F32", n = 128 : i64}
+// CHECK: qrt.kernel @[[MUL:.*]] template "mul" params {dtype = "F32", n = 128 : i64}
+// CHECK: qrt.kernel @[[SILU_BWD:.*]] template "silu_bwd" params {accumulate = 0 : i64, dtype = "F32", n = 128 : i64}
+// CHECK: qrt.kernel @[[ADD64:.*]] template "add" params {dtype = "F32", n = 64 : i64}
+// CHECK: qrt.kernel @[[ADD128:.*]] template "add" params {dtype = "F32", n = 128 : i64}
 // CHECK-NOT: qrt.kernel
 // CHECK-LABEL: func.func @norm_and_elementwise()
 // CHECK: %[[X:.*]] = qrt.buffer {{.*}} name "x"
@@ -251,7 +251,7 @@ func.func @norm_and_elementwise(%x: tensor<2x4x8xf32> {qlora.input = "x"},
 // launch. With bf16 activations that cast is free as well.
 
 // CHECK: qrt.kernel @[[ROPE:.*]] template "rope" params {batch = 2 : i64, head_dim = 4 : i64, heads = 2 : i64, inverse = 0 : i64, rope_type = "default", seq = 4 : i64, theta = 1.000000e+04 : f64}
-// CHECK: qrt.kernel @[[SILU:.*]] template "silu_fwd" params {n = 64 : i64}
+// CHECK: qrt.kernel @[[SILU:.*]] template "silu_fwd" params {dtype = "F32", n = 64 : i64}
 // CHECK: qrt.kernel @[[CAST:.*]] template "cast" params {from = "BF16", n = 128 : i64, to = "F32"}
 // CHECK-LABEL: func.func @reshape_and_cast()
 // CHECK: %[[X:.*]] = qrt.buffer {{.*}} name "x"
@@ -356,7 +356,7 @@ func.func @train_step(%tokens: tensor<4x4xi32> {qlora.input = "tokens"},
 // `grad_norm` output. Both updates share one kernel.
 
 // CHECK: qrt.kernel @[[LGRAD:.*]] template "lora_grad"
-// CHECK: qrt.kernel @[[ADD:.*]] template "add" params {n = 16 : i64}
+// CHECK: qrt.kernel @[[ADD:.*]] template "add" params {dtype = "F32", n = 16 : i64}
 // CHECK: qrt.kernel @[[NORM:.*]] template "global_norm" params {count = 2 : i64, sizes = array<i64: 16, 16>}
 // CHECK: qrt.kernel @[[CLIP:.*]] template "clip_coefficient" params {}
 // CHECK: qrt.kernel @[[ADAMW:.*]] template "adamw" params {beta1 = 9.000000e-01 : f64, beta2 = 0.94999999999999996 : f64, epsilon = 9.9999999999999995E-7 : f64, n = 16 : i64}

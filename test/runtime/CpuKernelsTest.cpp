@@ -252,6 +252,15 @@ TEST(CpuKernelValidate, NamesTheKernelWhatWasExpectedAndWhatWasFound) {
             "rms_norm_fwd: parameter 'w_dtype' must be one of F32|BF16|F16, "
             "found string 'Q4'");
 
+  // An elementwise kernel of a bf16 program is the GPU's.
+  EXPECT_EQ(validate(kernels::kAdd, makeParams({{"n", 8}, {"dtype", "F32"}}),
+                     {buf(w), buf(w), buf(w)}),
+            "");
+  EXPECT_EQ(validate(kernels::kAdd, makeParams({{"n", 8}, {"dtype", "BF16"}}),
+                     {buf(w), buf(w), buf(w)}),
+            "add: parameter 'dtype' must be F32 on the CPU backend (it "
+            "computes in f32; bf16 and f16 programs are for the GPU)");
+
   KernelParams linear = makeParams({{"rows", 2},
                                     {"in", 4},
                                     {"out", 8},

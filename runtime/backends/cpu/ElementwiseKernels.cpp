@@ -101,6 +101,10 @@ std::string validateVector(std::string_view kernel,
   int64_t n = sig.dim("n");
   if (hasAccumulate)
     sig.flag("accumulate");
+  if (sig.has("dtype"))
+    sig.check(sig.floatType("dtype") == DType::F32,
+              "parameter 'dtype' must be F32 on the CPU backend (it computes "
+              "in f32; bf16 and f16 programs are for the GPU)");
   for (std::string_view name : names)
     sig.arg(name, {n});
   return sig.finish();
