@@ -2,12 +2,12 @@
 //-----------------===//
 //
 // For each CudaParityCases.h case: the CUDA translation unit that
-// instantiateCudaKernel generates (f32 activations), compiled unchanged by
-// the host C++ compiler with CudaHostShim.h in front (HostKernelLibrary.h),
-// launched on its grid and then each further phase, and its buffers
-// compared with the CPU backend's run on the same inputs exactly as the GPU
-// parity test does. Needs neither NVRTC nor a GPU, so every kernel runs in
-// CI.
+// instantiateCudaKernel generates (for the case's activation type, f32 or
+// bf16), compiled unchanged by the host C++ compiler with CudaHostShim.h in
+// front (HostKernelLibrary.h), launched on its grid and then each further
+// phase, and its buffers compared with the CPU backend's run on the same
+// inputs exactly as the GPU parity test does. Needs neither NVRTC nor a GPU, so
+// every kernel runs in CI.
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelSource.h"
@@ -70,7 +70,7 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
   const ParityCase &c = GetParam();
   std::string error;
   std::optional<CudaKernelSource> kernel =
-      instantiateCudaKernel(c.kernel, c.params, "f32", error);
+      instantiateCudaKernel(c.kernel, c.params, c.activationType, error);
   ASSERT_TRUE(kernel) << error;
   std::vector<std::string> entries = {kernel->entry};
   for (const CudaKernelPhase &phase : kernel->then)
@@ -81,7 +81,8 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
                        << error;
 
   // The device's arena, laid out as the CUDA backend's.
-  std::vector<exec::ArenaRange> ranges = parity::layOut(c);
+  parity::ParityLayout layout = parity::layOut(c);
+  std::span<const exec::ArenaRange> ranges = layout.device;
   size_t allocation = (parity::arenaBytes(ranges) + parity::kArenaAlignment) /
                       parity::kArenaAlignment * parity::kArenaAlignment;
   std::unique_ptr<std::byte, decltype(&std::free)> arena(
@@ -94,7 +95,7 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
 
   cpu::CpuBackend host(2);
   ASSERT_NO_FATAL_FAILURE(parity::runOnTheCpu(
-      c, ranges, host, [&](uint64_t offset, std::span<const std::byte> in) {
+      c, layout, host, [&](uint64_t offset, std::span<const std::byte> in) {
         std::memcpy(arena.get() + offset, in.data(), in.size());
       }));
 
@@ -114,7 +115,7 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
           .count();
 
   std::string report = parity::expectMatchesTheCpu(
-      c, ranges, host,
+      c, layout, host,
       [&](uint64_t offset, std::span<std::byte> out) {
         std::memcpy(out.data(), arena.get() + offset, out.size());
       },

@@ -10,7 +10,9 @@
 #include "runtime/format/KernelAbi.h"
 #include "runtime/format/Nf4Layout.h"
 
+#include <algorithm>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 namespace qlora::cuda::parity {
@@ -45,6 +47,11 @@ ParityArg inOut(std::string name, int64_t elements, double scale = 1.0) {
 }
 ParityArg value(std::string name, double v, DType dtype = DType::F32) {
   return {std::move(name), dtype, 1, Fill::Value, v, 0, false};
+}
+/// `arg`, of the kernel's activation type T.
+ParityArg activation(ParityArg arg) {
+  arg.activation = true;
+  return arg;
 }
 ParityArg nf4(std::string name, int64_t elements, bool doubleQuant = true) {
   return {std::move(name),
@@ -102,10 +109,11 @@ struct Linear {
 
   ParityCase forward(std::string name) const {
     ParityCase c{std::move(name), std::string(abi::kLinearFwd), base(), {}};
-    c.args = {input("x", rows * in), w()};
+    c.args = {activation(input("x", rows * in)), w()};
     if (rank > 0)
-      c.args.insert(c.args.end(), {a(), b(), output("t_ws", rows * rank)});
-    c.args.push_back(output("y", rows * out));
+      c.args.insert(c.args.end(),
+                    {a(), b(), activation(output("t_ws", rows * rank))});
+    c.args.push_back(activation(output("y", rows * out)));
     if (dropout)
       addDropout(c.params, c.args);
     return c;
@@ -114,11 +122,12 @@ struct Linear {
     ParityCase c{
         std::move(name), std::string(abi::kLinearGradInput), base(), {}};
     c.params.set("accumulate", int64_t(accumulate));
-    c.args = {input("dy", rows * out), w()};
+    c.args = {activation(input("dy", rows * out)), w()};
     if (rank > 0)
-      c.args.insert(c.args.end(), {a(), b(), output("dt_ws", rows * rank)});
-    c.args.push_back(accumulate ? inOut("dx", rows * in)
-                                : output("dx", rows * in));
+      c.args.insert(c.args.end(),
+                    {a(), b(), activation(output("dt_ws", rows * rank))});
+    c.args.push_back(activation(accumulate ? inOut("dx", rows * in)
+                                           : output("dx", rows * in)));
     if (dropout)
       addDropout(c.params, c.args);
     return c;
@@ -135,12 +144,12 @@ struct Linear {
       return accumulate ? inOut(std::move(n), elements)
                         : output(std::move(n), elements);
     };
-    c.args = {input("dy", rows * out),
-              input("x", rows * in),
+    c.args = {activation(input("dy", rows * out)),
+              activation(input("x", rows * in)),
               a(),
               b(),
-              input("t_ws", rows * rank),
-              input("dt_ws", rows * rank),
+              activation(input("t_ws", rows * rank)),
+              activation(input("dt_ws", rows * rank)),
               grad("da", rank * in),
               grad("db", out * rank)};
     if (dropout)
@@ -195,24 +204,25 @@ void addAttentionCases(std::vector<ParityCase> &cases) {
                              {"causal", int64_t(s.causal)}});
     int64_t rows = kBatch * s.seq;
     int64_t q = rows * s.heads * s.headDim, kv = rows * s.kvHeads * s.headDim;
-    cases.push_back(
-        {"attention_fwd" + shape,
-         std::string(abi::kAttentionFwd),
-         p,
-         {input("q", q), input("k", kv), input("v", kv), output("o", q)}});
+    cases.push_back({"attention_fwd" + shape,
+                     std::string(abi::kAttentionFwd),
+                     p,
+                     {activation(input("q", q)), activation(input("k", kv)),
+                      activation(input("v", kv)), activation(output("o", q))}});
     for (bool accumulate : {false, true}) {
       KernelParams bwd = p;
       bwd.set("accumulate", int64_t(accumulate));
       auto grad = [&](std::string n, int64_t elements) {
-        return accumulate ? inOut(std::move(n), elements)
-                          : output(std::move(n), elements);
+        return activation(accumulate ? inOut(std::move(n), elements)
+                                     : output(std::move(n), elements));
       };
-      ParityArg o{"o", DType::F32, q, Fill::Attention, 0, 0, false};
+      ParityArg o{"o", DType::F32, q, Fill::Attention, 0, 0, false, true};
       cases.push_back(
           {"attention_bwd" + shape + (accumulate ? "_accumulate" : ""),
            std::string(abi::kAttentionBwd),
            bwd,
-           {input("do", q), input("q", q), input("k", kv), input("v", kv), o,
+           {activation(input("do", q)), activation(input("q", q)),
+            activation(input("k", kv)), activation(input("v", kv)), o,
             grad("dq", q), grad("dk", kv), grad("dv", kv)}});
     }
   }
@@ -228,7 +238,7 @@ void addNormRopeCases(std::vector<ParityCase> &cases) {
                            {"w_dtype", std::string("BF16")}}),
                    {input("table", kVocab * kHidden, 1.0, DType::BF16),
                     {"tokens", DType::I32, kRows, Fill::Tokens, 0, kVocab},
-                    output("out", n)}});
+                    activation(output("out", n))}});
   KernelParams norm = params({{"rows", kRows},
                               {"hidden", kHidden},
                               {"eps", 1e-5},
@@ -236,7 +246,8 @@ void addNormRopeCases(std::vector<ParityCase> &cases) {
   cases.push_back({"rms_norm_fwd",
                    std::string(abi::kRmsNormFwd),
                    norm,
-                   {input("x", n), input("w", kHidden), output("y", n)}});
+                   {activation(input("x", n)), input("w", kHidden),
+                    activation(output("y", n))}});
   for (bool accumulate : {false, true}) {
     KernelParams bwd = norm;
     bwd.set("accumulate", int64_t(accumulate));
@@ -244,8 +255,9 @@ void addNormRopeCases(std::vector<ParityCase> &cases) {
         {std::string("rms_norm_bwd") + (accumulate ? "_accumulate" : ""),
          std::string(abi::kRmsNormBwd),
          bwd,
-         {input("dy", n), input("x", n), input("w", kHidden),
-          accumulate ? inOut("dx", n) : output("dx", n)}});
+         {activation(input("dy", n)), activation(input("x", n)),
+          input("w", kHidden),
+          activation(accumulate ? inOut("dx", n) : output("dx", n))}});
   }
   for (bool llama3 : {false, true})
     for (bool inverse : {false, true}) {
@@ -263,33 +275,36 @@ void addNormRopeCases(std::vector<ParityCase> &cases) {
         p.set("high_freq_factor", 4.0);
         p.set("original_max_position", 8192.0);
       }
-      cases.push_back({std::string("rope_") + (llama3 ? "llama3" : "default") +
-                           (inverse ? "_inverse" : ""),
-                       std::string(abi::kRope),
-                       p,
-                       {input("x", n), output("y", n)}});
+      cases.push_back(
+          {std::string("rope_") + (llama3 ? "llama3" : "default") +
+               (inverse ? "_inverse" : ""),
+           std::string(abi::kRope),
+           p,
+           {activation(input("x", n)), activation(output("y", n))}});
     }
 }
 
 void addElementwiseCases(std::vector<ParityCase> &cases) {
   int64_t n = kRows * kInter;
-  cases.push_back({"silu_fwd",
-                   std::string(abi::kSiluFwd),
-                   params({{"n", n}}),
-                   {input("x", n, 4.0), output("y", n)}});
+  cases.push_back(
+      {"silu_fwd",
+       std::string(abi::kSiluFwd),
+       params({{"n", n}}),
+       {activation(input("x", n, 4.0)), activation(output("y", n))}});
   for (bool accumulate : {false, true})
     cases.push_back(
         {std::string("silu_bwd") + (accumulate ? "_accumulate" : ""),
          std::string(abi::kSiluBwd),
          params({{"n", n}, {"accumulate", int64_t(accumulate)}}),
-         {input("dy", n), input("x", n, 4.0),
-          accumulate ? inOut("dx", n) : output("dx", n)}});
+         {activation(input("dy", n)), activation(input("x", n, 4.0)),
+          activation(accumulate ? inOut("dx", n) : output("dx", n))}});
   for (const char *op : {"add", "mul"})
     cases.push_back(
         {op,
          op,
          params({{"n", n + 3}}),
-         {input("a", n + 3), input("b", n + 3), output("y", n + 3)}});
+         {activation(input("a", n + 3)), activation(input("b", n + 3)),
+          activation(output("y", n + 3))}});
   cases.push_back({"cast_f32_bf16",
                    std::string(abi::kCast),
                    params({{"n", n + 1},
@@ -305,7 +320,7 @@ void addElementwiseCases(std::vector<ParityCase> &cases) {
   cases.push_back({"fill",
                    std::string(abi::kFill),
                    params({{"n", n + 5}, {"value", 0.25}}),
-                   {output("out", n + 5)}});
+                   {activation(output("out", n + 5))}});
   for (bool doubleQuant : {true, false})
     cases.push_back(
         {std::string("dequantize_nf4") + (doubleQuant ? "" : "_f32_absmax"),
@@ -321,7 +336,7 @@ void addElementwiseCases(std::vector<ParityCase> &cases) {
 }
 
 void addLossOptimizerCases(std::vector<ParityCase> &cases) {
-  ParityArg logits = input("logits", kRows * kVocab, 4.0);
+  ParityArg logits = activation(input("logits", kRows * kVocab, 4.0));
   ParityArg labels{"labels", DType::I32, kRows, Fill::Labels, 0, kVocab};
   for (bool normalizer : {false, true}) {
     KernelParams p = params({{"batch", kBatch},
@@ -337,7 +352,7 @@ void addLossOptimizerCases(std::vector<ParityCase> &cases) {
       bwd.push_back(value("normalizer", 37.0));
     }
     fwd.push_back(output("loss", 1));
-    bwd.push_back(output("dlogits", kRows * kVocab));
+    bwd.push_back(activation(output("dlogits", kRows * kVocab)));
     cases.push_back({"cross_entropy_fwd" + suffix,
                      std::string(abi::kCrossEntropyFwd), p, fwd, 1e-4});
     cases.push_back({"cross_entropy_bwd" + suffix,
@@ -384,6 +399,21 @@ void addLossOptimizerCases(std::vector<ParityCase> &cases) {
        1e-5});
 }
 
+/// `c` with bf16 activations, or nothing where it has no activation buffer
+/// (the optimizer, scalar, cast, count and NF4 kernels never read T).
+std::optional<ParityCase> bf16Variant(const ParityCase &c) {
+  // A `dtype` parameter overrides T (an elementwise kernel summing f32
+  // gradients in a bf16 program): such a case has no bf16 variant.
+  if (c.params.getString("dtype") ||
+      std::none_of(c.args.begin(), c.args.end(),
+                   [](const ParityArg &arg) { return arg.activation; }))
+    return std::nullopt;
+  ParityCase variant = c;
+  variant.name += kBf16Suffix;
+  variant.activationType = "bf16";
+  return variant;
+}
+
 } // namespace
 
 std::vector<ParityCase> parityCases() {
@@ -393,6 +423,10 @@ std::vector<ParityCase> parityCases() {
   addAttentionCases(cases);
   addElementwiseCases(cases);
   addLossOptimizerCases(cases);
+  size_t f32Cases = cases.size();
+  for (size_t i = 0; i < f32Cases; ++i)
+    if (std::optional<ParityCase> variant = bf16Variant(cases[i]))
+      cases.push_back(std::move(*variant));
   return cases;
 }
 
@@ -402,6 +436,19 @@ uint64_t argBytes(const ParityArg &arg) {
                                                arg.fill == Fill::Nf4 ? 256 : 0)
                         ->totalBytes);
   return uint64_t(arg.elements) * format::dtypeSize(arg.dtype);
+}
+
+ParityArg onTheDevice(const ParityCase &c, const ParityArg &arg) {
+  ParityArg device = arg;
+  if (arg.activation && c.activationType == "bf16")
+    device.dtype = DType::BF16;
+  return device;
+}
+
+double toleranceOf(const ParityCase &c, const ParityArg &arg) {
+  if (onTheDevice(c, arg).dtype == arg.dtype)
+    return c.tolerance;
+  return std::max(c.tolerance, kBf16Tolerance);
 }
 
 } // namespace qlora::cuda::parity

@@ -19,8 +19,16 @@ using format::DType;
 
 std::vector<std::byte> initialBytes(const ParityCase &c, const ParityArg &arg) {
   std::vector<std::byte> bytes(argBytes(arg));
-  format::CounterRng rng(17, c.name + "." + arg.name);
+  // A bf16 variant draws what its f32 case draws (the seed ignores the
+  // suffix), rounded to what the device can hold.
+  std::string_view name = c.name;
+  if (c.activationType == "bf16" && name.ends_with(kBf16Suffix))
+    name.remove_suffix(kBf16Suffix.size());
+  format::CounterRng rng(17, std::string(name) + "." + arg.name);
+  bool roundToBf16 = onTheDevice(c, arg).dtype == DType::BF16;
   auto storeFloat = [&](int64_t i, float v) {
+    if (roundToBf16 && arg.dtype == DType::F32)
+      v = cpu::bf16ToFloat(cpu::floatToBf16(v));
     if (arg.dtype == DType::BF16) {
       uint16_t bits = cpu::floatToBf16(v);
       std::memcpy(bytes.data() + i * 2, &bits, 2);
@@ -78,6 +86,20 @@ std::vector<std::byte> initialBytes(const ParityCase &c, const ParityArg &arg) {
   return bytes;
 }
 
+std::vector<std::byte> deviceBytes(const ParityCase &c, const ParityArg &arg,
+                                   std::span<const std::byte> cpuBytes) {
+  ParityArg device = onTheDevice(c, arg);
+  if (device.dtype == arg.dtype)
+    return {cpuBytes.begin(), cpuBytes.end()};
+  std::vector<float> values = asFloats(arg, cpuBytes);
+  std::vector<std::byte> bytes(argBytes(device));
+  for (size_t i = 0; i < values.size(); ++i) {
+    uint16_t bits = cpu::floatToBf16(values[i]);
+    std::memcpy(bytes.data() + i * 2, &bits, 2);
+  }
+  return bytes;
+}
+
 std::vector<float> asFloats(const ParityArg &arg,
                             std::span<const std::byte> bytes) {
   std::vector<float> values(size_t(arg.elements));
@@ -97,23 +119,28 @@ std::vector<float> asFloats(const ParityArg &arg,
   return values;
 }
 
-std::vector<exec::ArenaRange> layOut(const ParityCase &c) {
-  std::vector<exec::ArenaRange> ranges;
-  uint64_t offset = 0;
+ParityLayout layOut(const ParityCase &c) {
+  ParityLayout layout;
+  uint64_t deviceOffset = 0, cpuOffset = 0;
+  auto place = [](std::vector<exec::ArenaRange> &ranges, uint64_t &offset,
+                  uint64_t bytes) {
+    ranges.push_back({offset, bytes});
+    offset += (bytes + kArenaAlignment - 1) / kArenaAlignment * kArenaAlignment;
+  };
   for (const ParityArg &arg : c.args) {
-    ranges.push_back({offset, argBytes(arg)});
-    offset += (argBytes(arg) + kArenaAlignment - 1) / kArenaAlignment *
-              kArenaAlignment;
+    place(layout.device, deviceOffset, argBytes(onTheDevice(c, arg)));
+    place(layout.cpu, cpuOffset, argBytes(arg));
   }
-  return ranges;
+  return layout;
 }
 
 uint64_t arenaBytes(std::span<const exec::ArenaRange> ranges) {
   return ranges.empty() ? 0 : ranges.back().offset + ranges.back().bytes;
 }
 
-void runOnTheCpu(const ParityCase &c, std::span<const exec::ArenaRange> ranges,
+void runOnTheCpu(const ParityCase &c, const ParityLayout &layout,
                  cpu::CpuBackend &host, const Upload &upload) {
+  std::span<const exec::ArenaRange> ranges = layout.cpu;
   std::string error;
   ASSERT_TRUE(host.allocateArena(arenaBytes(ranges), error)) << error;
   for (size_t i = 0; i < c.args.size(); ++i) {
@@ -130,15 +157,14 @@ void runOnTheCpu(const ParityCase &c, std::span<const exec::ArenaRange> ranges,
     }
     host.upload(ranges[i].offset, bytes);
     if (upload)
-      upload(ranges[i].offset, bytes);
+      upload(layout.device[i].offset, deviceBytes(c, c.args[i], bytes));
   }
   ASSERT_TRUE(host.prepareLaunch(0, c.kernel, c.params, ranges, error))
       << error;
   host.launch(0, ranges);
 }
 
-std::string expectMatchesTheCpu(const ParityCase &c,
-                                std::span<const exec::ArenaRange> ranges,
+std::string expectMatchesTheCpu(const ParityCase &c, const ParityLayout &layout,
                                 cpu::CpuBackend &host, const Download &device,
                                 const std::string &deviceName) {
   std::string report;
@@ -146,12 +172,12 @@ std::string expectMatchesTheCpu(const ParityCase &c,
     const ParityArg &arg = c.args[i];
     if (!arg.compare)
       continue;
-    std::vector<std::byte> deviceBytes(ranges[i].bytes),
-        cpuBytes(ranges[i].bytes);
-    device(ranges[i].offset, deviceBytes);
-    host.download(ranges[i].offset, cpuBytes);
-    std::vector<float> g = asFloats(arg, deviceBytes),
-                       h = asFloats(arg, cpuBytes);
+    std::vector<std::byte> onDevice(layout.device[i].bytes),
+        onCpu(layout.cpu[i].bytes);
+    device(layout.device[i].offset, onDevice);
+    host.download(layout.cpu[i].offset, onCpu);
+    std::vector<float> g = asFloats(onTheDevice(c, arg), onDevice),
+                       h = asFloats(arg, onCpu);
     double largest = 0, worst = 0;
     int64_t worstAt = 0, nonFinite = 0;
     for (size_t e = 0; e < h.size(); ++e) {
@@ -173,7 +199,7 @@ std::string expectMatchesTheCpu(const ParityCase &c,
         arg.name.c_str(), deviceName.c_str(), worst, relative, largest);
     report += line;
     EXPECT_EQ(nonFinite, 0) << arg.name << ": finite on one backend only";
-    EXPECT_LE(relative, c.tolerance)
+    EXPECT_LE(relative, toleranceOf(c, arg))
         << arg.name << "[" << worstAt << "]: " << deviceName << " "
         << g[size_t(worstAt)] << ", cpu " << h[size_t(worstAt)];
   }

@@ -2,12 +2,13 @@
 //
 //   qlora-cuda-parity-pack OUT_DIR
 //
-// Instantiates every CudaParityCases.h case from kernels/ (f32 activations)
-// and compiles it with NVRTC for sm_80, sm_90 and PTX, where this project is
-// built; writes OUT_DIR/index.json ({case: {entry, grid, block, then,
-// images: {arch: file}}}) and the images beside it, which qlora-cuda-tests
-// loads where there is a GPU (no NVRTC needed there). Without NVRTC it
-// writes an index that says so, and the GPU test skips with that reason.
+// Instantiates every CudaParityCases.h case from kernels/ (with the case's
+// activation type, f32 or bf16) and compiles it with NVRTC for sm_80, sm_90 and
+// PTX, where this project is built; writes OUT_DIR/index.json ({case: {entry,
+// grid, block, then, images: {arch: file}}}) and the images beside it, which
+// qlora-cuda-tests loads where there is a GPU (no NVRTC needed there). Without
+// NVRTC it writes an index that says so, and the GPU test skips with that
+// reason.
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelSource.h"
@@ -51,8 +52,8 @@ int main(int argc, char **argv) {
     const std::vector<std::string> archs = {"sm_80", "sm_90", "compute_80"};
     for (const parity::ParityCase &c : parity::parityCases()) {
       std::string error;
-      auto source =
-          qlora::cuda::instantiateCudaKernel(c.kernel, c.params, "f32", error);
+      auto source = qlora::cuda::instantiateCudaKernel(c.kernel, c.params,
+                                                       c.activationType, error);
       if (!source) {
         std::cerr << "qlora-cuda-parity-pack: " << c.name << ": " << error
                   << "\n";

@@ -1,6 +1,7 @@
 //===- CudaParityTest.cpp - Every CUDA kernel against the CPU backend -----===//
 //
-// For each CudaParityCases.h case: the same random inputs in both arenas,
+// For each CudaParityCases.h case (f32 activations, and bf16 where the
+// kernel has activation buffers): the same random inputs in both arenas,
 // one launch of the kernel on each backend (the GPU runs the images that
 // qlora-cuda-parity-pack compiled ahead of time), then every written buffer
 // compared at bf16 tolerance. Prints the error it saw per buffer. Skips
@@ -127,20 +128,20 @@ TEST_P(CudaGpuParity, MatchesTheCpu) {
   ASSERT_TRUE(gpu) << failure.message;
   cpu::CpuBackend host;
 
-  std::vector<exec::ArenaRange> ranges = layOut(c);
+  parity::ParityLayout layout = layOut(c);
   std::string error;
-  ASSERT_TRUE(gpu->allocateArena(arenaBytes(ranges), error)) << error;
+  ASSERT_TRUE(gpu->allocateArena(arenaBytes(layout.device), error)) << error;
   ASSERT_NO_FATAL_FAILURE(runOnTheCpu(
-      c, ranges, host, [&](uint64_t offset, std::span<const std::byte> bytes) {
+      c, layout, host, [&](uint64_t offset, std::span<const std::byte> bytes) {
         gpu->upload(offset, bytes);
       }));
-  ASSERT_TRUE(gpu->prepareLaunch(0, c.kernel, c.params, ranges, error))
+  ASSERT_TRUE(gpu->prepareLaunch(0, c.kernel, c.params, layout.device, error))
       << error;
-  gpu->launch(0, ranges);
+  gpu->launch(0, layout.device);
   ASSERT_TRUE(gpu->synchronize(error)) << error;
 
   std::string report = parity::expectMatchesTheCpu(
-      c, ranges, host,
+      c, layout, host,
       [&](uint64_t offset, std::span<std::byte> bytes) {
         gpu->download(offset, bytes);
         EXPECT_TRUE(gpu->synchronize(error)) << error;
@@ -163,14 +164,14 @@ class CudaParityReference : public ::testing::TestWithParam<ParityCase> {};
 
 TEST_P(CudaParityReference, RunsOnTheCpu) {
   const ParityCase &c = GetParam();
-  std::vector<exec::ArenaRange> ranges = layOut(c);
+  parity::ParityLayout layout = layOut(c);
   cpu::CpuBackend host(2);
-  ASSERT_NO_FATAL_FAILURE(runOnTheCpu(c, ranges, host, nullptr));
+  ASSERT_NO_FATAL_FAILURE(runOnTheCpu(c, layout, host, nullptr));
   for (size_t i = 0; i < c.args.size(); ++i) {
     if (!c.args[i].compare)
       continue;
-    std::vector<std::byte> bytes(ranges[i].bytes);
-    host.download(ranges[i].offset, bytes);
+    std::vector<std::byte> bytes(layout.cpu[i].bytes);
+    host.download(layout.cpu[i].offset, bytes);
     for (float v : asFloats(c.args[i], bytes))
       ASSERT_TRUE(std::isfinite(v)) << c.args[i].name;
   }
