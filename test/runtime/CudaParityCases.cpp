@@ -108,7 +108,11 @@ struct Linear {
   ParityArg b() const { return input("b", out * rank, 0.2); }
 
   ParityCase forward(std::string name) const {
-    ParityCase c{std::move(name), std::string(abi::kLinearFwd), base(), {}};
+    ParityCase c{std::move(name),
+                 std::string(abi::kLinearFwd),
+                 base(),
+                 {},
+                 kGemmTolerance};
     c.args = {activation(input("x", rows * in)), w()};
     if (rank > 0)
       c.args.insert(c.args.end(),
@@ -119,8 +123,11 @@ struct Linear {
     return c;
   }
   ParityCase gradInput(std::string name, bool accumulate) const {
-    ParityCase c{
-        std::move(name), std::string(abi::kLinearGradInput), base(), {}};
+    ParityCase c{std::move(name),
+                 std::string(abi::kLinearGradInput),
+                 base(),
+                 {},
+                 kGemmTolerance};
     c.params.set("accumulate", int64_t(accumulate));
     c.args = {activation(input("dy", rows * out)), w()};
     if (rank > 0)
@@ -139,7 +146,8 @@ struct Linear {
                              {"rank", rank},
                              {"scaling", 2.0},
                              {"accumulate", int64_t(accumulate)}});
-    ParityCase c{std::move(name), std::string(abi::kLoraGrad), p, {}};
+    ParityCase c{
+        std::move(name), std::string(abi::kLoraGrad), p, {}, kGemmTolerance};
     auto grad = [&](std::string n, int64_t elements) {
       return accumulate ? inOut(std::move(n), elements)
                         : output(std::move(n), elements);
