@@ -70,6 +70,27 @@ template <class Config> struct AttentionTraits {
   }
 };
 
+/// The query rows a block of the forward pass or of backward phase 1 owns
+/// (blockIdx: query tile, q head, batch) and where its tensors start.
+template <class Config> struct QueryBlock {
+  using Traits = AttentionTraits<Config>;
+  static constexpr int kBlockRows = Config::kWarps * Config::kRowsPerWarp;
+  int warp, lane, h, b;
+  int i0;       ///< the block's first row
+  int firstRow; ///< the warp's first row
+  int keyEnd;   ///< keys past it are visible to none of the block's rows
+  Index qBase, kvBase;
+
+  __device__ __forceinline__ QueryBlock()
+      : warp(threadIdx.x / kWarpSize), lane(threadIdx.x % kWarpSize),
+        h(blockIdx.y), b(blockIdx.z), i0(blockIdx.x * kBlockRows),
+        firstRow(i0 + warp * Config::kRowsPerWarp),
+        keyEnd(Config::kCausal ? min(i0 + kBlockRows, Traits::kSeq)
+                               : Traits::kSeq),
+        qBase(Traits::base(b, h, Config::kHeads)),
+        kvBase(Traits::base(b, h / Traits::kGroup, Config::kKvHeads)) {}
+};
+
 __device__ __forceinline__ float attentionNegInf() {
   return -__int_as_float(0x7f800000);
 }
@@ -185,6 +206,24 @@ __device__ __forceinline__ float onlineSoftmaxStep(float score, float &m,
   return score == negInf ? 0.0f : expf(score - mNew);
 }
 
+/// The scaled scores of the warp's Rows rows (from `firstRow`, staged at
+/// `warpQ`) against this lane's key j0 + lane of the staged tile `ks`;
+/// -inf where the key is masked.
+template <class Config, int Rows>
+__device__ __forceinline__ void tileScores(const float *warpQ, const float *ks,
+                                           int firstRow, int j0,
+                                           float (&score)[Rows]) {
+  using Traits = AttentionTraits<Config>;
+  const int lane = threadIdx.x % kWarpSize;
+  dotRows<Rows, Traits::kD>(warpQ, Traits::kD, ks + lane * Traits::kPadded,
+                            score);
+#pragma unroll
+  for (int r = 0; r < Rows; ++r)
+    score[r] = Traits::visible(firstRow + r, j0 + lane)
+                   ? score[r] * Config::kScale
+                   : attentionNegInf();
+}
+
 template <class Config>
 __device__ void
 attentionFwd(const typename Config::T *q, const typename Config::T *k,
@@ -198,17 +237,13 @@ attentionFwd(const typename Config::T *q, const typename Config::T *k,
   __shared__ __align__(16) float ks[kTile * kPadded];
   __shared__ __align__(16) float vs[kTile * kD];
 
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  const int i0 = blockIdx.x * kBlockRows, h = blockIdx.y, b = blockIdx.z;
-  const int g = h / Traits::kGroup;
-  const Index qBase = Traits::base(b, h, Config::kHeads);
-  const Index kvBase = Traits::base(b, g, Config::kKvHeads);
-  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(q + qBase, i0,
-                                                              qs);
-  const int firstRow = i0 + warp * kRows; // the warp's rows
-  const float *warpQ = qs + warp * kRows * kD;
-  const int rowEnd = min(i0 + kBlockRows, Traits::kSeq);
-  const int keyEnd = Config::kCausal ? rowEnd : Traits::kSeq;
+  const QueryBlock<Config> block;
+  const int firstRow = block.firstRow;
+  const Index qBase = block.qBase, kvBase = block.kvBase;
+  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(q + qBase,
+                                                              block.i0, qs);
+  const float *warpQ = qs + block.warp * kRows * kD;
+  const int keyEnd = block.keyEnd;
 
   float acc[kRows][kPerLane], m[kRows], l[kRows];
 #pragma unroll
@@ -226,15 +261,11 @@ attentionFwd(const typename Config::T *q, const typename Config::T *k,
     loadAttentionRows<Config, kTile, kD, Traits::kKvStride>(v + kvBase, j0, vs);
     __syncthreads();
     float p[kRows];
-    dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, p);
-    const int j = j0 + lane;
+    tileScores<Config>(warpQ, ks, firstRow, j0, p);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const float score = Traits::visible(firstRow + r, j)
-                              ? p[r] * Config::kScale
-                              : attentionNegInf();
       float alpha;
-      p[r] = onlineSoftmaxStep(score, m[r], alpha);
+      p[r] = onlineSoftmaxStep(p[r], m[r], alpha);
       l[r] = l[r] * alpha + p[r];
 #pragma unroll
       for (int t = 0; t < kPerLane; ++t)
@@ -270,20 +301,17 @@ attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
   __shared__ __align__(16) float ks[kTile * kPadded];
   __shared__ __align__(16) float vs[kTile * kPadded];
 
-  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
-  const int i0 = blockIdx.x * kBlockRows, h = blockIdx.y, b = blockIdx.z;
-  const int g = h / Traits::kGroup;
-  const Index qBase = Traits::base(b, h, Config::kHeads);
-  const Index kvBase = Traits::base(b, g, Config::kKvHeads);
-  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(q + qBase, i0,
-                                                              qs);
-  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(dout + qBase, i0,
-                                                              dos);
-  const int firstRow = i0 + warp * kRows;
+  const QueryBlock<Config> block;
+  const int warp = block.warp, lane = block.lane, firstRow = block.firstRow;
+  const int h = block.h, b = block.b;
+  const Index qBase = block.qBase, kvBase = block.kvBase;
+  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(q + qBase,
+                                                              block.i0, qs);
+  loadAttentionRows<Config, kBlockRows, kD, Traits::kQStride>(dout + qBase,
+                                                              block.i0, dos);
   const float *warpQ = qs + warp * kRows * kD;
   const float *warpDo = dos + warp * kRows * kD;
-  const int rowEnd = min(i0 + kBlockRows, Traits::kSeq);
-  const int keyEnd = Config::kCausal ? rowEnd : Traits::kSeq;
+  const int keyEnd = block.keyEnd;
 
   // Pass A: the row maxima and sums, as in the forward pass.
   float m[kRows], l[kRows];
@@ -297,16 +325,12 @@ attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
     loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(k + kvBase, j0,
                                                                  ks);
     __syncthreads();
-    float s[kRows];
-    dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, s);
-    const int j = j0 + lane;
+    float score[kRows];
+    tileScores<Config>(warpQ, ks, firstRow, j0, score);
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
-      const float score = Traits::visible(firstRow + r, j)
-                              ? s[r] * Config::kScale
-                              : attentionNegInf();
       float alpha;
-      const float p = onlineSoftmaxStep(score, m[r], alpha);
+      const float p = onlineSoftmaxStep(score[r], m[r], alpha);
       l[r] = l[r] * alpha + p;
     }
   }
@@ -351,17 +375,14 @@ attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
     loadAttentionRows<Config, kTile, kPadded, Traits::kKvStride>(v + kvBase, j0,
                                                                  vs);
     __syncthreads();
-    float s[kRows], ds[kRows];
-    dotRows<kRows, kD>(warpQ, kD, ks + lane * kPadded, s);
+    float score[kRows], ds[kRows];
+    tileScores<Config>(warpQ, ks, firstRow, j0, score);
     dotRows<kRows, kD>(warpDo, kD, vs + lane * kPadded, ds); // dP
-    const int j = j0 + lane;
 #pragma unroll
     for (int r = 0; r < kRows; ++r) {
       const int row = warp * kRows + r;
-      // Branch-free: exp(-inf) = 0 where masked.
-      const float p = expf(Traits::visible(firstRow + r, j)
-                               ? s[r] * Config::kScale - blockLse[row]
-                               : attentionNegInf());
+      // exp(-inf) = 0 where masked.
+      const float p = expf(score[r] - blockLse[row]);
       ds[r] = p * (ds[r] - blockDelta[row]);
     }
     accumulateTile<kRows, kD, kPadded, kPerLane>(ds, ks, acc);
