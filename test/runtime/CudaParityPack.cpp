@@ -44,6 +44,8 @@ int main(int argc, char **argv) {
     return 2;
   }
   std::filesystem::path dir = argv[1];
+  // Images of cases that no longer exist must not linger in the pack.
+  std::filesystem::remove_all(dir);
   std::filesystem::create_directories(dir);
   json index = {{"nvrtc", qlora::cuda::nvrtcAvailable()},
                 {"nvrtc_version", qlora::cuda::nvrtcVersionString()},
