@@ -2,9 +2,9 @@
 #include "runtime/exec/Executor.h"
 #include "runtime/exec/RandomInit.h"
 
-#include <cstdio>
-
 #include "runtime/format/train_generated.h"
+
+#include <cstdio>
 
 #include <string>
 #include <vector>
@@ -36,9 +36,7 @@ void argumentRanges(const fb::TrainBin &root, const fb::Instr &instr,
     }
 }
 
-} // namespace
-
-namespace {
+/// Copies up to three of `dims` (a train.bin grid or block) into `out`.
 void fillDims(const flatbuffers::Vector<uint32_t> *dims,
               std::array<uint32_t, 3> &out) {
   if (dims)
