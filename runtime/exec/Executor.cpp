@@ -5,7 +5,6 @@
 #include "runtime/format/train_generated.h"
 
 #include <cstdio>
-
 #include <string>
 #include <vector>
 
