@@ -178,6 +178,19 @@ bool Executor::read(uint32_t index, std::span<std::byte> bytes,
   return true;
 }
 
+uint32_t Executor::instrCount() const { return program_.instrs()->size(); }
+
+std::string_view Executor::instrLabel(uint32_t index) const {
+  const fb::Instr &instr = *program_.instrs()->Get(index);
+  if (instr.kind() != fb::InstrKind::Launch)
+    return "copy";
+  return file_.root()
+      .kernels()
+      ->Get(instr.kernel())
+      ->template_name()
+      ->string_view();
+}
+
 std::optional<uint32_t>
 Executor::findFirstLaunchOf(std::string_view templateName) const {
   const fb::TrainBin &root = file_.root();

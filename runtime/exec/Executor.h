@@ -61,6 +61,11 @@ public:
   /// Index of the first launch of template `name`, if any.
   std::optional<uint32_t> findFirstLaunchOf(std::string_view name) const;
 
+  /// Instructions of the step program, and what instruction `index` runs:
+  /// its kernel's template name, or "copy".
+  uint32_t instrCount() const;
+  std::string_view instrLabel(uint32_t index) const;
+
   /// Runs the step program once and waits for it. Fails before running an
   /// instruction at which two live buffers overlap in the arena.
   bool run(std::string &error, const InstrHook &beforeInstr = nullptr);

@@ -45,6 +45,10 @@ output:
   --memory-report        print the memory plan and the peak measured over
                          the first step on stdout; without --data, measure
                          one step on zero inputs and exit
+  --profile              after the run, the time per step of every kernel
+                         template (each instruction waited for; the first
+                         step, with its loading and JIT, is left out when
+                         there are more)
 device:
   --device D             auto|cpu|cuda (default auto: a GPU if one is usable,
                          else the CPU)
@@ -178,6 +182,8 @@ std::optional<RunOptions> parseRunOptions(int argc, char **argv,
       options.progress = false;
     } else if (arg == "--memory-report") {
       options.memoryReport = true;
+    } else if (arg == "--profile") {
+      options.profile = true;
     } else if (arg.starts_with("-")) {
       err = "unknown option '" + std::string(arg) + "'";
     } else if (options.trainBin.empty()) {

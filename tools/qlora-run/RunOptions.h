@@ -31,6 +31,8 @@ struct RunOptions {
   /// --memory-report: the plan and the measured peak on stdout; alone (no
   /// --data), measured over one step on zero inputs, then exit.
   bool memoryReport = false;
+  /// --profile: per kernel template, the launches and time of a step.
+  bool profile = false;
 };
 
 /// Parses argv. On `--help` prints usage to stdout and sets `exitCode` to 0;

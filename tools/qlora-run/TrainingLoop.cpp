@@ -1,5 +1,6 @@
 //===- TrainingLoop.cpp - qlora-run's training loop -----------------------===//
 #include "tools/qlora-run/TrainingLoop.h"
+#include "tools/qlora-run/StepProfile.h"
 
 #include "runtime/backends/cpu/CpuBackend.h"
 #include "runtime/backends/cuda/CudaBackend.h"
@@ -225,6 +226,9 @@ int runTraining(const RunOptions &options) {
       executor->findFirstLaunchOf(kernels::kAdamW);
   std::string hookError;
 
+  std::unique_ptr<StepProfile> profile;
+  if (options.profile)
+    profile = std::make_unique<StepProfile>(*executor);
   std::unique_ptr<train::ProgressBar> progress;
   if (options.progress)
     progress = std::make_unique<train::ProgressBar>(stderr, options.steps);
@@ -249,8 +253,14 @@ int runTraining(const RunOptions &options) {
         if (index == *firstUpdate && hookError.empty())
           lora.saveGradients(options.saveGrads, hookError);
       };
+    // The first step loads kernels (and JIT-compiles PTX): profile the rest.
+    bool profiled = profile && !hook && (step > 1 || options.steps == 1);
+    if (profiled)
+      hook = profile->hook(hookError);
     if (!executor->run(error, hook))
       return fail("step " + std::to_string(step) + ": " + error);
+    if (profiled && hookError.empty())
+      profile->finishStep(hookError);
     if (!hookError.empty())
       return fail(hookError);
     if (step == 1 && options.memoryReport) {
@@ -292,6 +302,8 @@ int runTraining(const RunOptions &options) {
                (long long)options.steps, train::formatDuration(seconds).c_str(),
                lastLoss);
   std::fprintf(stderr, "qlora-run: %s", measuredPeakLine(*executor).c_str());
+  if (profile)
+    profile->print(stderr);
   if (!options.saveAdapter.empty()) {
     if (!lora.saveAdapter(options.saveAdapter, error))
       return fail(error);

@@ -1,0 +1,62 @@
+//===- StepProfile.cpp - Where a training step's time goes ----------------===//
+#include "tools/qlora-run/StepProfile.h"
+
+#include <algorithm>
+#include <vector>
+
+namespace qlora::run {
+
+bool StepProfile::mark(std::string &error) {
+  if (!executor_.backend().synchronize(error))
+    return false;
+  auto now = std::chrono::steady_clock::now();
+  if (current_ >= 0) {
+    Entry &entry =
+        byLabel_[std::string(executor_.instrLabel(uint32_t(current_)))];
+    entry.launches += 1;
+    entry.seconds += std::chrono::duration<double>(now - last_).count();
+  }
+  last_ = now;
+  return true;
+}
+
+exec::Executor::InstrHook StepProfile::hook(std::string &error) {
+  current_ = -1;
+  return [this, &error](uint32_t index) {
+    if (error.empty() && mark(error))
+      current_ = index;
+  };
+}
+
+bool StepProfile::finishStep(std::string &error) {
+  if (!mark(error))
+    return false;
+  current_ = -1;
+  ++steps_;
+  return true;
+}
+
+void StepProfile::print(std::FILE *out) const {
+  if (steps_ == 0)
+    return;
+  std::vector<std::pair<std::string, Entry>> rows(byLabel_.begin(),
+                                                  byLabel_.end());
+  std::sort(rows.begin(), rows.end(), [](const auto &a, const auto &b) {
+    return a.second.seconds > b.second.seconds;
+  });
+  double total = 0;
+  for (const auto &[label, entry] : rows)
+    total += entry.seconds;
+  std::fprintf(out,
+               "profile: %lld step(s), %.2f ms per step (each instruction "
+               "waited for)\n  %-20s %10s %12s %7s\n",
+               (long long)steps_, 1e3 * total / double(steps_), "kernel",
+               "launches", "ms/step", "share");
+  for (const auto &[label, entry] : rows)
+    std::fprintf(out, "  %-20s %10llu %12.3f %6.1f%%\n", label.c_str(),
+                 (unsigned long long)(entry.launches / uint64_t(steps_)),
+                 1e3 * entry.seconds / double(steps_),
+                 total > 0 ? 100.0 * entry.seconds / total : 0.0);
+}
+
+} // namespace qlora::run

@@ -1,0 +1,50 @@
+//===- StepProfile.h - Where a training step's time goes --------*- C++ -*-===//
+//
+// qlora-run --profile: times every instruction of the step program by
+// waiting for the backend before and after it (so the numbers are device
+// time plus one launch latency each, and the profiled steps run slower than
+// unprofiled ones), sums per kernel template and prints, after the run, the
+// launches, milliseconds and share of each template per step.
+//
+//===----------------------------------------------------------------------===//
+#ifndef QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
+#define QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
+
+#include "runtime/exec/Executor.h"
+
+#include <chrono>
+#include <cstdio>
+#include <map>
+#include <string>
+
+namespace qlora::run {
+
+class StepProfile {
+public:
+  explicit StepProfile(exec::Executor &executor) : executor_(executor) {}
+
+  /// The hook that times one step's instructions; `error` keeps the first
+  /// backend failure.
+  exec::Executor::InstrHook hook(std::string &error);
+  /// Attributes the step's last instruction; call after Executor::run.
+  bool finishStep(std::string &error);
+  /// The table, per step, most time first.
+  void print(std::FILE *out) const;
+
+private:
+  struct Entry {
+    uint64_t launches = 0;
+    double seconds = 0;
+  };
+  bool mark(std::string &error);
+
+  exec::Executor &executor_;
+  std::map<std::string, Entry, std::less<>> byLabel_;
+  std::chrono::steady_clock::time_point last_;
+  int64_t current_ = -1; ///< the instruction being timed, or -1
+  int64_t steps_ = 0;
+};
+
+} // namespace qlora::run
+
+#endif // QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
