@@ -11,7 +11,8 @@
 # (default 7) and WARMUP (2) set the steps per run and how many of them the
 # medians skip; BUDGET_S (default 560) bounds the whole run. The table, the
 # numbers as JSON, the raw logs and the memory samples go to $OUT when it is
-# set, else to .bench-step/results.
+# set, else to .bench-step/results; then a --profile of qlora-run per preset
+# (profile-<preset>.txt).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -44,6 +45,20 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
 cat "$STAGE/manifest.txt" 2>/dev/null || cat "$HF_STAGE/manifest.txt" 2>/dev/null || true
 RESULTS=${OUT:-$STAGE/results}
 mkdir -p "$RESULTS"
-exec python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
+status=0
+python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
   --hf-stage "$HF_STAGE" --steps "${STEPS:-7}" --warmup "${WARMUP:-2}" \
-  --budget-s "${BUDGET_S:-560}" --device "${DEVICE:-cuda}" --out "$RESULTS"
+  --budget-s "${BUDGET_S:-560}" --device "${DEVICE:-cuda}" --out "$RESULTS" ||
+  status=$?
+# Where qlora-run's step time goes (PROFILE=0 skips it): 3 steps, the last
+# two profiled, per kernel template.
+if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ]; then
+  for bin in "$STAGE"/*.train.bin; do
+    name=$(basename "$bin" .train.bin)
+    LD_LIBRARY_PATH=$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
+      timeout 120 "$STAGE/qlora-run" "$bin" --data "$STAGE/tokens.u16" \
+      --steps 3 --device "${DEVICE:-cuda}" --no-progress --profile \
+      2>&1 | sed -n '/^profile:/,$p' | tee "$RESULTS/profile-$name.txt" || true
+  done
+fi
+exit $status
