@@ -86,11 +86,12 @@ run)
   else
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
-      "$SANITIZER" --tool "$tool" --error-exitcode 3 \
+      # Bounded, so that a slow tool cannot eat the device call's 10 minutes.
+      timeout "${SANITIZER_TIMEOUT:-150}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
         "$STAGE/qlora-cuda-tests" --gtest_filter='*CudaGpuParity*' \
         >"$LOG/$tool-parity.log" 2>&1 && echo "$tool: parity kernels clean" ||
         { echo "$tool: parity kernels FAILED"; tail -40 "$LOG/$tool-parity.log"; status=1; }
-      "$SANITIZER" --tool "$tool" --error-exitcode 3 \
+      timeout "${SANITIZER_TIMEOUT:-150}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
         "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
         --steps 3 --device cuda --no-progress >"$LOG/$tool-train.log" 2>&1 &&
         echo "$tool: 3 training steps clean" ||
