@@ -79,6 +79,11 @@ run)
   bash "$STAGE/tiny-loss-curve.sh" "$STAGE/qlora-run" "$STAGE/tiny-cpu.train.bin" \
     "$STAGE/tiny-cuda.train.bin" "$STAGE/tokens.bin" "$LOG/tiny" 200 || status=1
 
+  step "qlora-run --device auto picks the GPU; where a step's time goes"
+  "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
+    --steps 20 --device auto --memory-report --no-progress --profile 2>&1 |
+    grep -vE '^  [a-z ]+ +[0-9.]+ [KMG]?i?B' || status=1
+
   SANITIZER=$(command -v compute-sanitizer || ls /usr/local/cuda/bin/compute-sanitizer 2>/dev/null || true)
   if [ -z "$SANITIZER" ]; then
     step "compute-sanitizer: not on this machine; memcheck and racecheck NOT run"
@@ -87,22 +92,17 @@ run)
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
       # Bounded, so that a slow tool cannot eat the device call's 10 minutes.
-      timeout "${SANITIZER_TIMEOUT:-150}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
+      timeout "${SANITIZER_TIMEOUT:-100}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
         "$STAGE/qlora-cuda-tests" --gtest_filter='*CudaGpuParity*' \
         >"$LOG/$tool-parity.log" 2>&1 && echo "$tool: parity kernels clean" ||
         { echo "$tool: parity kernels FAILED"; tail -40 "$LOG/$tool-parity.log"; status=1; }
-      timeout "${SANITIZER_TIMEOUT:-150}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
+      timeout "${SANITIZER_TIMEOUT:-100}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
         "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
         --steps 3 --device cuda --no-progress >"$LOG/$tool-train.log" 2>&1 &&
         echo "$tool: 3 training steps clean" ||
         { echo "$tool: training steps FAILED"; tail -40 "$LOG/$tool-train.log"; status=1; }
     done
   fi
-
-  step "qlora-run --device auto picks the GPU; where a step's time goes"
-  "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
-    --steps 20 --device auto --memory-report --no-progress --profile 2>&1 |
-    grep -vE '^  [a-z ]+ +[0-9.]+ [KMG]?i?B' || status=1
 
   echo
   [ $status -eq 0 ] && echo "gpu-check: PASS" || echo "gpu-check: FAIL"
