@@ -14,6 +14,7 @@
 #include "runtime/format/KernelAbi.h"
 
 #include <cmath>
+#include <utility>
 
 namespace qlora::cuda::detail {
 namespace {
@@ -39,32 +40,27 @@ Tiles chooseTiles(int64_t m, int64_t n) {
 }
 
 /// One GEMM phase: `function<Config, tiles>(arguments)` over C[m, n].
-struct Phase {
-  std::string body;
-  uint32_t threads;
-  std::array<uint32_t, 3> grid;
-};
-
-Phase gemmPhase(Reader &r, const std::string &function,
-                const std::string &arguments, int64_t m, int64_t n) {
+InstancePhase gemmPhase(Reader &r, const std::string &function,
+                        const std::string &arguments, int64_t m, int64_t n) {
   Tiles tiles = chooseTiles(m, n);
   constexpr int64_t kMaxGridY = 65535;
   if (int64_t(ceilDiv(m, tiles.tileM)) > kMaxGridY)
     r.fail("GEMM of " + std::to_string(m) + " rows needs more than " +
            std::to_string(kMaxGridY) + " row tiles");
-  return {"qlora::cuda::" + function + "<Config, " + tiles.type() + ">(" +
-              arguments + ");",
-          tiles.threads(),
-          {ceilDiv(n, tiles.tileN), ceilDiv(m, tiles.tileM), 1}};
+  InstancePhase phase;
+  phase.body = "qlora::cuda::" + function + "<Config, " + tiles.type() + ">(" +
+               arguments + ");";
+  phase.threads = tiles.threads();
+  phase.grid = {ceilDiv(n, tiles.tileN), ceilDiv(m, tiles.tileM), 1};
+  return phase;
 }
 
 /// The phases as the instance's entry and its `then` list.
-void setPhases(Instance &out, const std::vector<Phase> &phases) {
+void setPhases(Instance &out, std::vector<InstancePhase> phases) {
   out.body = phases.front().body;
   out.threads = phases.front().threads;
   out.grid = phases.front().grid;
-  for (size_t i = 1; i < phases.size(); ++i)
-    out.then.push_back({phases[i].body, phases[i].threads, phases[i].grid});
+  out.then.assign(phases.begin() + 1, phases.end());
 }
 
 struct LinearShape {
@@ -159,7 +155,7 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
     return;
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("x", "t_ws", "y", s.rank, dropout);
-  std::vector<Phase> phases = {
+  std::vector<InstancePhase> phases = {
       gemmPhase(r, "linearFwdBase", "x, w, y", s.rows, s.out)};
   if (s.rank > 0) {
     phases.push_back(gemmPhase(r, "linearFwdLoraDown", "x, a, t_ws, " + step,
@@ -167,7 +163,7 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
     phases.push_back(
         gemmPhase(r, "linearFwdLoraUp", "t_ws, b, y", s.rows, s.out));
   }
-  setPhases(out, phases);
+  setPhases(out, std::move(phases));
 }
 
 void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
@@ -178,7 +174,7 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
     return;
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("dy", "dt_ws", "dx", s.rank, dropout);
-  std::vector<Phase> phases = {
+  std::vector<InstancePhase> phases = {
       gemmPhase(r, "linearGradInputBase", "dy, w, dx", s.rows, s.in)};
   if (s.rank > 0) {
     phases.push_back(gemmPhase(r, "linearGradInputLoraDown", "dy, b, dt_ws",
@@ -186,7 +182,7 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
     phases.push_back(gemmPhase(r, "linearGradInputLoraUp",
                                "dt_ws, a, dx, " + step, s.rows, s.in));
   }
-  setPhases(out, phases);
+  setPhases(out, std::move(phases));
 }
 
 void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
