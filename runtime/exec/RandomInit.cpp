@@ -36,29 +36,14 @@ template <typename Fn> void parallelChunks(uint64_t count, Fn fn) {
 template <typename ValueFn>
 bool storeFloats(format::DType dtype, uint64_t count, std::byte *out,
                  ValueFn value) {
-  switch (dtype) {
-  case format::DType::F32:
-    parallelChunks(count, [&](uint64_t first, uint64_t last) {
-      for (uint64_t i = first; i < last; ++i) {
-        float v = value(i);
-        std::memcpy(out + i * 4, &v, 4);
-      }
-    });
-    return true;
-  case format::DType::BF16:
-  case format::DType::F16:
-    parallelChunks(count, [&](uint64_t first, uint64_t last) {
-      for (uint64_t i = first; i < last; ++i) {
-        uint16_t bits = dtype == format::DType::BF16
-                            ? cpu::floatToBf16(value(i))
-                            : cpu::floatToHalf(value(i));
-        std::memcpy(out + i * 2, &bits, 2);
-      }
-    });
-    return true;
-  default:
+  if (dtype != format::DType::F32 && dtype != format::DType::BF16 &&
+      dtype != format::DType::F16)
     return false;
-  }
+  parallelChunks(count, [&](uint64_t first, uint64_t last) {
+    for (uint64_t i = first; i < last; ++i)
+      cpu::storeFromFloat(out, dtype, i, value(i));
+  });
+  return true;
 }
 
 /// Random codes; every block's absmax is `scale` (exactly, with double

@@ -29,14 +29,11 @@ std::vector<std::byte> initialBytes(const ParityCase &c, const ParityArg &arg) {
   auto storeFloat = [&](int64_t i, float v) {
     if (roundToBf16 && arg.dtype == DType::F32)
       v = cpu::bf16ToFloat(cpu::floatToBf16(v));
-    if (arg.dtype == DType::BF16) {
-      uint16_t bits = cpu::floatToBf16(v);
-      std::memcpy(bytes.data() + i * 2, &bits, 2);
-    } else if (arg.dtype == DType::I64) {
+    if (arg.dtype == DType::I64) {
       int64_t integer = int64_t(v);
       std::memcpy(bytes.data() + i * 8, &integer, 8);
     } else {
-      std::memcpy(bytes.data() + i * 4, &v, 4);
+      cpu::storeFromFloat(bytes.data(), arg.dtype, size_t(i), v);
     }
   };
   float scale = float(arg.scale);
@@ -93,10 +90,8 @@ std::vector<std::byte> deviceBytes(const ParityCase &c, const ParityArg &arg,
     return {cpuBytes.begin(), cpuBytes.end()};
   std::vector<float> values = asFloats(arg, cpuBytes);
   std::vector<std::byte> bytes(argBytes(device));
-  for (size_t i = 0; i < values.size(); ++i) {
-    uint16_t bits = cpu::floatToBf16(values[i]);
-    std::memcpy(bytes.data() + i * 2, &bits, 2);
-  }
+  for (size_t i = 0; i < values.size(); ++i)
+    cpu::storeFromFloat(bytes.data(), device.dtype, i, values[i]);
   return bytes;
 }
 
@@ -104,16 +99,12 @@ std::vector<float> asFloats(const ParityArg &arg,
                             std::span<const std::byte> bytes) {
   std::vector<float> values(size_t(arg.elements));
   for (int64_t i = 0; i < arg.elements; ++i) {
-    if (arg.dtype == DType::BF16) {
-      uint16_t bits;
-      std::memcpy(&bits, bytes.data() + i * 2, 2);
-      values[size_t(i)] = cpu::bf16ToFloat(bits);
-    } else if (arg.dtype == DType::I32) {
+    if (arg.dtype == DType::I32) {
       int32_t v;
       std::memcpy(&v, bytes.data() + i * 4, 4);
       values[size_t(i)] = float(v);
     } else {
-      std::memcpy(&values[size_t(i)], bytes.data() + i * 4, 4);
+      values[size_t(i)] = cpu::loadAsFloat(bytes.data(), arg.dtype, size_t(i));
     }
   }
   return values;

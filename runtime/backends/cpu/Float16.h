@@ -101,6 +101,23 @@ inline float loadAsFloat(const void *base, format::DType dtype, size_t index) {
   }
 }
 
+/// Stores `value` as element `index` of a F32, BF16 or F16 buffer (rounded
+/// to nearest even): loadAsFloat's inverse.
+inline void storeFromFloat(void *base, format::DType dtype, size_t index,
+                           float value) {
+  switch (dtype) {
+  case format::DType::BF16:
+    static_cast<uint16_t *>(base)[index] = floatToBf16(value);
+    return;
+  case format::DType::F16:
+    static_cast<uint16_t *>(base)[index] = floatToHalf(value);
+    return;
+  default:
+    static_cast<float *>(base)[index] = value;
+    return;
+  }
+}
+
 } // namespace qlora::cpu
 
 #endif // QLORACC_RUNTIME_BACKENDS_CPU_FLOAT16_H
