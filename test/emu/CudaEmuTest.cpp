@@ -79,6 +79,11 @@ TEST_P(CudaEmuParity, MatchesTheCpu) {
       HostKernelLibrary::build(c.name, kernel->source, entries, error);
   ASSERT_TRUE(library) << "the host compiler refused " << c.name << ": "
                        << error;
+  // A failed case keeps its files for a look.
+  struct KeepOnFailure {
+    HostKernelLibrary &library;
+    ~KeepOnFailure() { library.keepFiles |= ::testing::Test::HasFailure(); }
+  } keepOnFailure{*library};
 
   // The device's arena, laid out as the CUDA backend's.
   parity::ParityLayout layout = parity::layOut(c);

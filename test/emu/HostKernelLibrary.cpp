@@ -1,8 +1,6 @@
 //===- HostKernelLibrary.cpp - A CUDA source built and loaded on the host -===//
 #include "test/emu/HostKernelLibrary.h"
 
-#include <gtest/gtest.h>
-
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -28,20 +26,11 @@ std::string quoted(const std::string &text) { return "'" + text + "'"; }
 
 } // namespace
 
-std::unique_ptr<HostKernelLibrary>
-HostKernelLibrary::build(const std::string &name, const std::string &source,
-                         const std::vector<std::string> &entries,
-                         std::string &error) {
-  std::unique_ptr<HostKernelLibrary> library(new HostKernelLibrary());
-  std::string pattern = (std::filesystem::temp_directory_path() /
-                         ("qlora-emu-" + name + "-XXXXXX"))
-                            .string();
-  if (!mkdtemp(pattern.data())) {
-    error = "cannot create a temporary directory like " + pattern;
-    return nullptr;
-  }
-  std::filesystem::path dir = library->dir_ = pattern;
-
+bool HostKernelLibrary::compile(const std::string &source,
+                                const std::vector<std::string> &entries,
+                                const std::filesystem::path &dir,
+                                const std::filesystem::path &library,
+                                std::string &error) {
   // The CUDA headers the source includes: the shim provides their contents.
   for (const char *header : {"cuda_bf16.h", "cuda_fp16.h", "mma.h"})
     std::ofstream(dir / header) << "// provided by CudaHostShim.h\n";
@@ -58,30 +47,61 @@ HostKernelLibrary::build(const std::string &name, const std::string &source,
       quoted(QLORA_EMU_CXX) +
       " -O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w " +
       (extra ? extra : "") + " -include " + quoted(QLORA_EMU_SHIM) + " -I " +
-      quoted(dir.string()) + " -o " + quoted((dir / "kernel.so").string()) +
-      " " + quoted((dir / "kernel.cpp").string()) + " 2> " +
+      quoted(dir.string()) + " -o " + quoted(library.string()) + " " +
+      quoted((dir / "kernel.cpp").string()) + " 2> " +
       quoted((dir / "compile.log").string());
-  auto start = std::chrono::steady_clock::now();
   if (std::system(command.c_str()) != 0) {
     error = command + "\n" + readFile(dir / "compile.log");
-    return nullptr;
+    return false;
   }
-  library->compileSeconds_ =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
-          .count();
-  library->handle_ = dlopen((dir / "kernel.so").c_str(), RTLD_NOW | RTLD_LOCAL);
-  if (!library->handle_) {
+  return true;
+}
+
+std::unique_ptr<HostKernelLibrary>
+HostKernelLibrary::load(const std::filesystem::path &library,
+                        std::filesystem::path dir, std::string &error) {
+  std::unique_ptr<HostKernelLibrary> loaded(new HostKernelLibrary());
+  loaded->dir_ = std::move(dir);
+  loaded->handle_ = dlopen(library.c_str(), RTLD_NOW | RTLD_LOCAL);
+  if (!loaded->handle_) {
     error = dlerror();
     return nullptr;
   }
+  return loaded;
+}
+
+std::unique_ptr<HostKernelLibrary>
+HostKernelLibrary::build(const std::string &name, const std::string &source,
+                         const std::vector<std::string> &entries,
+                         std::string &error) {
+  std::string pattern = (std::filesystem::temp_directory_path() /
+                         ("qlora-emu-" + name + "-XXXXXX"))
+                            .string();
+  if (!mkdtemp(pattern.data())) {
+    error = "cannot create a temporary directory like " + pattern;
+    return nullptr;
+  }
+  std::filesystem::path dir = pattern;
+  auto start = std::chrono::steady_clock::now();
+  if (!compile(source, entries, dir, dir / "kernel.so", error))
+    return nullptr;
+  double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start)
+          .count();
+  std::unique_ptr<HostKernelLibrary> library =
+      load(dir / "kernel.so", dir, error);
+  if (library)
+    library->compileSeconds_ = seconds;
   return library;
 }
 
 HostKernelLibrary::~HostKernelLibrary() {
   if (handle_)
     dlclose(handle_);
-  if (std::getenv("QLORA_EMU_KEEP") || ::testing::Test::HasFailure())
-    std::printf("[emu] files kept in %s\n", dir_.c_str());
+  if (dir_.empty())
+    return;
+  if (keepFiles || std::getenv("QLORA_EMU_KEEP"))
+    std::fprintf(stderr, "[emu] files kept in %s\n", dir_.c_str());
   else
     std::filesystem::remove_all(dir_);
 }
@@ -93,8 +113,7 @@ bool HostKernelLibrary::launch(const std::string &entry,
   auto launcher =
       reinterpret_cast<Launcher>(dlsym(handle_, launcherName(entry).c_str()));
   if (!launcher) {
-    error =
-        "no " + launcherName(entry) + " in " + (dir_ / "kernel.so").string();
+    error = "no " + launcherName(entry) + " in the library";
     return false;
   }
   launcher(args.data(), grid[0], grid[1], grid[2], threads);

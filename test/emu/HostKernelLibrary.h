@@ -2,9 +2,11 @@
 //-*-===//
 //
 // Compiles a CUDA translation unit with the host C++ compiler, CudaHostShim.h
-// in front, into a shared library in a fresh temporary directory, loads it,
-// and launches its `extern "C" __global__` entries on a grid. The directory
-// is removed afterwards unless the test failed or $QLORA_EMU_KEEP is set;
+// in front, into a shared library, loads it, and launches its
+// `extern "C" __global__` entries on a grid. build() works in a fresh
+// temporary directory, removed afterwards unless keepFiles is set or
+// $QLORA_EMU_KEEP is; compile() and load() split the two steps for callers
+// that cache the libraries (the emulated CUDA driver, driver/).
 // $QLORA_EMU_CXXFLAGS adds compiler flags: -DQLORA_EMU_UCONTEXT, or
 // -fsanitize=address with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 // and ASAN_OPTIONS=detect_leaks=0 on the test, which then stops a kernel
@@ -25,9 +27,22 @@ namespace qlora::cuda::emu {
 
 class HostKernelLibrary {
 public:
-  /// Builds `source` with a host launcher for each of `entries`; nullptr
-  /// and `error` (the command and the compiler's output) on failure. `name`
-  /// names the temporary directory.
+  /// Compiles `source`, with a host launcher appended for each of
+  /// `entries`, into the shared library `library`; `workDir` (existing)
+  /// receives the translation unit, the stub CUDA headers and the
+  /// compiler's log. False and `error` (the command and the compiler's
+  /// output) on failure.
+  static bool compile(const std::string &source,
+                      const std::vector<std::string> &entries,
+                      const std::filesystem::path &workDir,
+                      const std::filesystem::path &library, std::string &error);
+  /// Loads a library compile() wrote. `dir`, if not empty, is removed with
+  /// the library (see keepFiles).
+  static std::unique_ptr<HostKernelLibrary>
+  load(const std::filesystem::path &library, std::filesystem::path dir,
+       std::string &error);
+  /// compile() and load() in a fresh temporary directory named after
+  /// `name`; nullptr and `error` on failure.
   static std::unique_ptr<HostKernelLibrary>
   build(const std::string &name, const std::string &source,
         const std::vector<std::string> &entries, std::string &error);
@@ -39,8 +54,13 @@ public:
               const std::array<uint32_t, 3> &grid, uint32_t threads,
               std::string &error);
 
-  /// Seconds the host compiler took.
+  /// Seconds the host compiler took (build() only).
   double compileSeconds() const { return compileSeconds_; }
+  const std::filesystem::path &directory() const { return dir_; }
+
+  /// Keep the directory when the library is destroyed (a failed test's
+  /// files, for a look).
+  bool keepFiles = false;
 
 private:
   HostKernelLibrary() = default;
