@@ -3,7 +3,8 @@
 // FlashAttention-2 on q[B,S,Hq,D], k and v [B,S,Hkv,D]: tiles of keys (or
 // queries) staged in shared memory as fp32, scores recomputed tile by tile,
 // nothing of size S x S anywhere. Query head h reads kv head h / (Hq / Hkv);
-// causal rows i see keys j <= i. fp32 FMA math throughout.
+// causal rows i see keys j <= i. f32 activations: fp32 FMA math (below);
+// bf16 activations: tensor cores (the tensor-core path, further down).
 //
 // Layout: a warp owns a few rows of the block (queries in the forward pass
 // and backward phase 1, keys in backward phase 2); an inner tile has one
@@ -24,15 +25,38 @@
 //             causal): dv_j += P_ij dO_i, dk_j += scale * dS_ij q_i with
 //             dS_ij = P_ij (dP_ij - D_i); written once, no atomics.
 //
+// Tensor-core path (T = bf16; WMMA bf16 m16n16k16, fp32 accumulators):
+// every product (q·kᵀ, p·v; backward: s, dp = dO·vᵀ, dq += dS·k, dk +=
+// dSᵀ·q, dv += Pᵀ·dO) on tensor cores, P and dS rounded to bf16 as
+// FlashAttention does; the softmax statistics (m, l, lse, D) stay fp32.
+// head_dim is padded to whole 16-wide fragments with zeros in shared memory
+// (40 -> 48); rows past kSeq are zeros, scores past it -inf. A warp owns 16
+// rows (queries, or keys in backward phase 2) of a 64-row block (4 warps);
+// q stays in registers as fragments, the o accumulators too (64 floats a
+// lane at head_dim 128). Speed: the inner tiles are bf16 in shared memory
+// with rows padded by 8 elements (a WMMA load's eight 16-byte rows hit
+// distinct banks); the next k/v tile is loaded into registers while the
+// tensor cores work on the current one and stored after a barrier (two
+// barriers a tile, as Gemm.cuh's TileStage); the warp's scores go through
+// a small fp32 scratch for the row-wise softmax (a lane pair a row) and P
+// through a bf16 one, the only shared traffic besides the fragment loads.
+// Per 16x64 warp tile of keys at head_dim 128, the k and v fragment loads
+// (32 KiB) outweigh the scratch (6 KiB), so the fragment loads bound the
+// speed: 16-row warps read each k/v fragment once per 16 queries (FA2 with
+// 32-row warps reads it once per 32, at twice the registers).
+//
 // Config: T, kBatch, kSeq, kHeads, kKvHeads, kHeadDim, kScale, kCausal, kVec
-// (divides kHeadDim), kWarps, kRowsPerWarp (fwd, bwd phase 1), kKeysPerWarp
-// (bwd phase 2), kAccumulate (bwd).
+// (divides kHeadDim), kWarps, kRowsPerWarp (fwd, bwd phase 1; 16 on tensor
+// cores), kKeysPerWarp (bwd phase 2), kAccumulate (bwd); tensor cores:
+// kKeyTile (keys of an inner tile: 64, 32 at head_dim 128 to fit 48 KiB).
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_KERNELS_ATTENTION_CUH
 #define QLORACC_KERNELS_ATTENTION_CUH
 
 #include "kernels/Common.cuh"
+
+#include <mma.h>
 
 namespace qlora::cuda {
 
@@ -226,8 +250,8 @@ __device__ __forceinline__ void tileScores(const float *warpQ, const float *ks,
 
 template <class Config>
 __device__ void
-attentionFwd(const typename Config::T *q, const typename Config::T *k,
-             const typename Config::T *v, typename Config::T *o) {
+attentionFwdFma(const typename Config::T *q, const typename Config::T *k,
+                const typename Config::T *v, typename Config::T *o) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -287,10 +311,10 @@ attentionFwd(const typename Config::T *q, const typename Config::T *k,
 /// ([B, Hq, S] floats) for phase 2.
 template <class Config>
 __device__ void
-attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
-                  const typename Config::T *k, const typename Config::T *v,
-                  const typename Config::T *o, typename Config::T *dq,
-                  float *lse, float *delta) {
+attentionBwdQueryFma(const typename Config::T *dout,
+                     const typename Config::T *q, const typename Config::T *k,
+                     const typename Config::T *v, const typename Config::T *o,
+                     typename Config::T *dq, float *lse, float *delta) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -398,12 +422,13 @@ attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
 
 /// Backward phase 2: dk and dv from the lse and D phase 1 wrote.
 template <class Config>
-__device__ void
-attentionBwdKeyValue(const typename Config::T *dout,
-                     const typename Config::T *q, const typename Config::T *k,
-                     const typename Config::T *v, typename Config::T *dk,
-                     typename Config::T *dv, const float *lse,
-                     const float *delta) {
+__device__ void attentionBwdKeyValueFma(const typename Config::T *dout,
+                                        const typename Config::T *q,
+                                        const typename Config::T *k,
+                                        const typename Config::T *v,
+                                        typename Config::T *dk,
+                                        typename Config::T *dv,
+                                        const float *lse, const float *delta) {
   using Traits = AttentionTraits<Config>;
   constexpr int kD = Traits::kD, kTile = Traits::kTile;
   constexpr int kPadded = Traits::kPadded, kPerLane = Traits::kPerLane;
@@ -478,6 +503,364 @@ attentionBwdKeyValue(const typename Config::T *dout,
                                                 Config::kScale);
     storeRow<Config::kAccumulate, kD, kPerLane>(dv + offset, dvAcc[c], 1.0f);
   }
+}
+
+//===- the tensor-core path (T = bf16) ------------------------------------===//
+
+template <typename T> struct IsBf16 { static constexpr bool value = false; };
+template <> struct IsBf16<__nv_bfloat16> {
+  static constexpr bool value = true;
+};
+
+/// Shapes of the tensor-core path: bf16 tiles with head_dim padded to whole
+/// 16-wide fragments (zeros in shared memory) and rows kLd elements apart
+/// (16 bytes past a multiple of 32: the eight 16-byte rows a WMMA load
+/// reads at once hit distinct banks); fp32 scratch rows of an inner tile
+/// kLdS floats apart.
+template <class Config> struct TensorTiles {
+  static constexpr int kD = Config::kHeadDim;
+  static constexpr int kDk = (kD + 15) / 16 * 16;
+  static constexpr int kLd = kDk + 8;
+  static constexpr int kDFragments = kDk / 16;
+  static constexpr int kThreads = Config::kWarps * kWarpSize;
+  static_assert(kD % 8 == 0, "head_dim must be whole 16-byte vectors");
+};
+
+namespace wmma = nvcuda::wmma;
+using AttentionFragA =
+    wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+/// B(k, n) at n * ld + k: a [n][k] tile (K for q·kᵀ).
+using AttentionFragBt =
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>;
+/// B(k, n) at k * ld + n: a [k][n] tile (V for p·v).
+using AttentionFragB =
+    wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
+using AttentionAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
+
+/// One thread's part of a [Rows, kDk] bf16 tile of positions [first, first +
+/// Rows) of an attention tensor (positions kStride elements apart), 16-byte
+/// vectors held in registers between the global load and the shared store
+/// (the next tile loads while the tensor cores work); zeros past kSeq and
+/// past head_dim.
+template <class Config, int Rows, Index kStride> struct RowStage {
+  using Tiles = TensorTiles<Config>;
+  static constexpr int kRowVectors = Tiles::kDk / 8;
+  static constexpr int kVectors = Rows * kRowVectors;
+  static constexpr int kThreads = Tiles::kThreads;
+  static constexpr int kSteps = (kVectors + kThreads - 1) / kThreads;
+  uint4 values[kSteps];
+
+  template <class Fn> static __device__ __forceinline__ void forEach(Fn fn) {
+#pragma unroll
+    for (int s = 0; s < kSteps; ++s) {
+      const int v = s * kThreads + int(threadIdx.x);
+      if (kVectors % kThreads != 0 && v >= kVectors)
+        break;
+      fn(s, v / kRowVectors, v % kRowVectors * 8);
+    }
+  }
+  __device__ __forceinline__ void load(const __nv_bfloat16 *base, int first) {
+    forEach([&](int s, int row, int column) {
+      const bool inside = first + row < int(Config::kSeq) && column < Tiles::kD;
+      values[s] = inside ? *reinterpret_cast<const uint4 *>(
+                               base + Index(first + row) * kStride + column)
+                         : make_uint4(0u, 0u, 0u, 0u);
+    });
+  }
+  __device__ __forceinline__ void store(__nv_bfloat16 *tile) const {
+    forEach([&](int s, int row, int column) {
+      *reinterpret_cast<uint4 *>(tile + row * Tiles::kLd + column) = values[s];
+    });
+  }
+};
+
+/// The row of each element of an accumulator fragment, 4 bits each: WMMA
+/// leaves the element order of a fragment unspecified, so row-wise factors
+/// (the softmax rescale) are applied through it (one register on the GPU).
+struct FragmentRows {
+  static constexpr int kElements = AttentionAcc::num_elements;
+  unsigned packed[(kElements + 7) / 8];
+
+  /// Built from a fragment loaded from a matrix whose element (r, c) is r;
+  /// `scratch` is the warp's, 16 rows of `ld` floats.
+  __device__ __forceinline__ FragmentRows(float *scratch, int ld) {
+    const int lane = threadIdx.x % kWarpSize;
+    AttentionAcc rows;
+    wmma::fill_fragment(rows, 0.0f); // every lane's elements defined
+    for (int e = lane; e < 16 * 16; e += kWarpSize)
+      scratch[e / 16 * ld + e % 16] = float(e / 16);
+    __syncwarp();
+    wmma::load_matrix_sync(rows, scratch, ld, wmma::mem_row_major);
+    __syncwarp(); // read before the scratch is reused
+#pragma unroll
+    for (int w = 0; w < (kElements + 7) / 8; ++w)
+      packed[w] = 0;
+#pragma unroll
+    for (int e = 0; e < kElements; ++e)
+      packed[e / 8] |= (unsigned(rows.x[e]) & 15u) << (4 * (e % 8));
+  }
+  __device__ __forceinline__ int operator[](int e) const {
+    return int(packed[e / 8] >> (4 * (e % 8))) & 15;
+  }
+};
+
+/// acc[f] *= factor[row of the element] for the warp's 16 rows.
+template <int Fragments>
+__device__ __forceinline__ void scaleRows(AttentionAcc (&acc)[Fragments],
+                                          const FragmentRows &rows,
+                                          const float *factor) {
+#pragma unroll
+  for (int e = 0; e < AttentionAcc::num_elements; ++e) {
+    const float f = factor[rows[e]];
+#pragma unroll
+    for (int i = 0; i < Fragments; ++i)
+      acc[i].x[e] *= f;
+  }
+}
+
+/// acc[n] = A · Bᵀ over K = 16 * KFragments: A the warp's 16 rows (fragments
+/// `a`), B the rows of `tile` (ld `ld`), fragment n its rows 16 n.
+template <int N, int KFragments>
+__device__ __forceinline__ void
+productTransposed(const AttentionFragA (&a)[KFragments],
+                  const __nv_bfloat16 *tile, int ld, AttentionAcc (&acc)[N]) {
+#pragma unroll
+  for (int n = 0; n < N; ++n) {
+    wmma::fill_fragment(acc[n], 0.0f);
+#pragma unroll
+    for (int k = 0; k < KFragments; ++k) {
+      AttentionFragBt b;
+      wmma::load_matrix_sync(b, tile + n * 16 * ld + k * 16, ld);
+      wmma::mma_sync(acc[n], a[k], b, acc[n]);
+    }
+  }
+}
+
+/// acc[n] += A · B: A [16, 16 KSteps] at `a` (ld `lda`), B [16 KSteps,
+/// 16 N] at `b` (ld `ldb`).
+template <int N, int KSteps>
+__device__ __forceinline__ void
+productAccumulate(const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b,
+                  int ldb, AttentionAcc (&acc)[N]) {
+#pragma unroll
+  for (int k = 0; k < KSteps; ++k) {
+    AttentionFragA fa;
+    wmma::load_matrix_sync(fa, a + k * 16, lda);
+#pragma unroll
+    for (int n = 0; n < N; ++n) {
+      AttentionFragB fb;
+      wmma::load_matrix_sync(fb, b + k * 16 * ldb + n * 16, ldb);
+      wmma::mma_sync(acc[n], fa, fb, acc[n]);
+    }
+  }
+}
+
+/// Writes (or adds) scale[r] * acc to rows first + r < kSeq, columns <
+/// head_dim of the [S, D] slice at `out` (positions kStride apart), through
+/// the warp's fp32 scratch (16 rows of `ld` >= 16 floats).
+template <class Config, bool Accumulate, Index kStride, int Fragments>
+__device__ __forceinline__ void
+storeFragmentRows(const AttentionAcc (&acc)[Fragments], float *scratch, int ld,
+                  const float *scale, __nv_bfloat16 *out, int first) {
+  const int lane = threadIdx.x % kWarpSize;
+  const int row = lane / 2, column = lane % 2 * 8; // 8 columns a lane
+#pragma unroll
+  for (int f = 0; f < Fragments; ++f) {
+    wmma::store_matrix_sync(scratch, acc[f], ld, wmma::mem_row_major);
+    __syncwarp();
+    const int i = first + row, d = f * 16 + column;
+    if (i < int(Config::kSeq) && d < Config::kHeadDim) {
+      float values[8];
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        values[e] = scratch[row * ld + column + e] * scale[row];
+      const Index offset = Index(i) * kStride + d;
+      if constexpr (Accumulate) {
+        float old[8];
+        loadFloats<8>(out, offset, old);
+#pragma unroll
+        for (int e = 0; e < 8; ++e)
+          values[e] += old[e];
+      }
+      storeFloats<8>(out, offset, values);
+    }
+    __syncwarp(); // before the next fragment overwrites the scratch
+  }
+}
+
+/// The forward pass on tensor cores. A block: 16 query rows a warp, q held
+/// as WMMA fragments; per key tile of kKeyTile keys: S = q·kᵀ (fp32
+/// accumulators) to the warp's fp32 scratch; the warp's lane pairs take a
+/// row each for the online softmax (fp32 max and sum), writing P as bf16
+/// over S and the row's rescale factor; o's accumulators are rescaled
+/// (scaleRows) and o += P·v. K and V of the next tile load into registers
+/// while the current one is used; two barriers a tile.
+template <class Config>
+__device__ void
+attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+                       const __nv_bfloat16 *v, __nv_bfloat16 *o) {
+  using Traits = AttentionTraits<Config>;
+  using Tiles = TensorTiles<Config>;
+  constexpr int kLd = Tiles::kLd, kDFragments = Tiles::kDFragments;
+  constexpr int kN = Config::kKeyTile, kLdS = kN + 4, kLdP = kN + 8;
+  constexpr int kWarps = Config::kWarps, kBlockRows = kWarps * 16;
+  static_assert(Config::kRowsPerWarp == 16, "a warp owns 16 query rows");
+  static_assert(kN % 16 == 0, "whole key fragments");
+  constexpr int kQBytes = kBlockRows * kLd * 2;
+  constexpr int kScratchBytes = kWarps * 16 * kLdS * 4;
+  constexpr int kRegionBytes =
+      kQBytes > kScratchBytes ? kQBytes : kScratchBytes;
+  constexpr int kKvElements = kN * kLd;
+  __shared__ __align__(
+      128) unsigned char shared[kRegionBytes + 4 * kKvElements];
+  __shared__ __align__(32) __nv_bfloat16 pTiles[kWarps][16 * kLdP];
+  __shared__ float rowScale[kWarps][16];
+  static_assert(sizeof(shared) + sizeof(pTiles) + sizeof(rowScale) <= 48 * 1024,
+                "static shared memory");
+  auto *region = reinterpret_cast<__nv_bfloat16 *>(shared);
+  auto *ks = reinterpret_cast<__nv_bfloat16 *>(shared + kRegionBytes);
+  __nv_bfloat16 *vs = ks + kKvElements;
+
+  const QueryBlock<Config> block;
+  const int warp = block.warp, lane = block.lane;
+  const Index kvBase = block.kvBase;
+  const int keyEnd = block.keyEnd;
+  using KvStage = RowStage<Config, kN, Traits::kKvStride>;
+  {
+    RowStage<Config, kBlockRows, Traits::kQStride> qStage;
+    qStage.load(q + block.qBase, block.i0);
+    qStage.store(region);
+  }
+  KvStage kStage, vStage;
+  kStage.load(k + kvBase, 0);
+  kStage.store(ks);
+  vStage.load(v + kvBase, 0);
+  __syncthreads();
+  AttentionFragA qFrag[kDFragments];
+#pragma unroll
+  for (int f = 0; f < kDFragments; ++f)
+    wmma::load_matrix_sync(qFrag[f], region + warp * 16 * kLd + f * 16, kLd);
+  __syncthreads(); // q read: the region is the warps' scratch from here
+  float *scratch = reinterpret_cast<float *>(shared) + warp * 16 * kLdS;
+  __nv_bfloat16 *p = pTiles[warp];
+  const FragmentRows rowOf(scratch, kLdS);
+
+  AttentionAcc oAcc[kDFragments];
+#pragma unroll
+  for (int f = 0; f < kDFragments; ++f)
+    wmma::fill_fragment(oAcc[f], 0.0f);
+  // Lanes 2r and 2r + 1 own row r: columns 4 half + 8 t + e, e < 4.
+  const int row = lane / 2, half = lane % 2;
+  const int i = block.firstRow + row;
+  const float negInf = attentionNegInf();
+  float m = negInf, l = 0.0f; // l: this lane's part of the row sum
+#pragma unroll 1
+  for (int j0 = 0; j0 < keyEnd; j0 += kN) {
+    const bool more = j0 + kN < keyEnd; // the same in every thread
+    {
+      AttentionAcc sAcc[kN / 16];
+      productTransposed<kN / 16>(qFrag, ks, kLd, sAcc);
+#pragma unroll
+      for (int n = 0; n < kN / 16; ++n)
+        wmma::store_matrix_sync(scratch + n * 16, sAcc[n], kLdS,
+                                wmma::mem_row_major);
+    }
+    __syncwarp();
+    // The row's scaled scores, -inf where masked: read twice (the maximum,
+    // then P) rather than held in registers.
+    auto score = [&](int t, int e, const float4 &x) {
+      const float xs[4] = {x.x, x.y, x.z, x.w};
+      return Traits::visible(i, j0 + 8 * t + 4 * half + e)
+                 ? xs[e] * Config::kScale
+                 : negInf;
+    };
+    const float *sRow = scratch + row * kLdS + 4 * half;
+    float tileMax = negInf;
+#pragma unroll
+    for (int t = 0; t < kN / 8; ++t) {
+      const float4 x = *reinterpret_cast<const float4 *>(sRow + 8 * t);
+#pragma unroll
+      for (int e = 0; e < 4; ++e)
+        tileMax = fmaxf(tileMax, score(t, e, x));
+    }
+    tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+    // mNew is finite once any key was visible: key 0 is visible to every
+    // row in the first tile. The guards keep a fully masked row at 0.
+    const float mNew = fmaxf(m, tileMax);
+    const float alpha = mNew == negInf ? 1.0f : expf(m - mNew);
+    m = mNew;
+    float sum = 0.0f;
+#pragma unroll
+    for (int t = 0; t < kN / 8; ++t) {
+      const float4 x = *reinterpret_cast<const float4 *>(sRow + 8 * t);
+#pragma unroll
+      for (int e = 0; e < 4; e += 2) {
+        float pair[2];
+#pragma unroll
+        for (int u = 0; u < 2; ++u) {
+          const float value = score(t, e + u, x);
+          pair[u] = value == negInf ? 0.0f : expf(value - mNew);
+          sum += pair[u];
+        }
+        *reinterpret_cast<__nv_bfloat162 *>(p + row * kLdP + 8 * t + 4 * half +
+                                            e) =
+            __floats2bfloat162_rn(pair[0], pair[1]);
+      }
+    }
+    l = l * alpha + sum;
+    if (half == 0)
+      rowScale[warp][row] = alpha;
+    __syncwarp();
+    scaleRows(oAcc, rowOf, rowScale[warp]);
+    vStage.store(vs);
+    __syncthreads(); // v stored; every warp is done with k
+    if (more)
+      kStage.load(k + kvBase, j0 + kN);
+    productAccumulate<kDFragments, kN / 16>(p, kLdP, vs, kLd, oAcc);
+    if (more) {
+      kStage.store(ks);
+      vStage.load(v + kvBase, j0 + kN);
+    }
+    __syncthreads(); // k stored; every warp is done with v
+  }
+  const float rowSum = l + __shfl_xor_sync(0xffffffffu, l, 1);
+  if (half == 0)
+    rowScale[warp][row] = 1.0f / rowSum;
+  __syncwarp();
+  storeFragmentRows<Config, false, Traits::kQStride>(
+      oAcc, scratch, kLdS, rowScale[warp], o + block.qBase, block.firstRow);
+}
+
+//===- entries ------------------------------------------------------------===//
+
+/// Tensor cores for bf16 activations, fp32 FMA for f32 ones.
+template <class Config>
+__device__ void
+attentionFwd(const typename Config::T *q, const typename Config::T *k,
+             const typename Config::T *v, typename Config::T *o) {
+  if constexpr (IsBf16<typename Config::T>::value)
+    attentionFwdTensorCore<Config>(q, k, v, o);
+  else
+    attentionFwdFma<Config>(q, k, v, o);
+}
+
+template <class Config>
+__device__ void
+attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
+                  const typename Config::T *k, const typename Config::T *v,
+                  const typename Config::T *o, typename Config::T *dq,
+                  float *lse, float *delta) {
+  attentionBwdQueryFma<Config>(dout, q, k, v, o, dq, lse, delta);
+}
+
+template <class Config>
+__device__ void
+attentionBwdKeyValue(const typename Config::T *dout,
+                     const typename Config::T *q, const typename Config::T *k,
+                     const typename Config::T *v, typename Config::T *dk,
+                     typename Config::T *dv, const float *lse,
+                     const float *delta) {
+  attentionBwdKeyValueFma<Config>(dout, q, k, v, dk, dv, lse, delta);
 }
 
 } // namespace qlora::cuda

@@ -19,6 +19,10 @@ constexpr int64_t kStaticSharedBytes = 48 * 1024;
 /// Blocks per SM ptxas sizes registers for: without it, ptxas spilled a few
 /// cold values of the f32 instances to reach a higher occupancy step.
 constexpr uint32_t kMinBlocks = 4;
+/// The tensor-core kernels hold o's (or dq's, dk's, dv's) fp32 accumulators
+/// and q's fragments in registers: at head_dim 128 ptxas needs more than
+/// 168 a thread (3 blocks), so 2 blocks of 4 warps a SM.
+constexpr uint32_t kTensorMinBlocks = 2;
 
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
@@ -76,12 +80,48 @@ int rowsPerWarp(Reader &r, int64_t headDim, int tensors, int tiles) {
   return 1;
 }
 
+/// The tensor-core path's bf16 row stride (Attention.cuh's TensorTiles).
+int64_t tensorLd(int64_t headDim) { return (headDim + 15) / 16 * 16 + 8; }
+
+/// Shared bytes of attentionFwdTensorCore: q (then the warps' fp32 score
+/// scratch) and a k and a v tile of `keyTile` rows.
+int64_t tensorFwdSharedBytes(int64_t headDim, int keyTile) {
+  int64_t ld = tensorLd(headDim);
+  int64_t region =
+      std::max<int64_t>(16 * kWarps * ld * 2, kWarps * 16 * (keyTile + 4) * 4);
+  return region + 2 * keyTile * ld * 2 + kWarps * 16 * (keyTile + 8) * 2 +
+         kWarps * 16 * 4;
+}
+
+/// The largest inner tile of 64, 32 or 16 rows whose block fits 48 KiB.
+int largestKeyTile(Reader &r, const std::function<int64_t(int)> &bytes) {
+  for (int tile = 64; tile >= 16; tile /= 2)
+    if (bytes(tile) <= kStaticSharedBytes)
+      return tile;
+  r.fail("the tensor-core tiles do not fit 48 KiB of shared memory");
+  return 16;
+}
+
 } // namespace
 
 void buildAttentionFwd(Reader &r, const std::string &T, Instance &out) {
   AttentionShape s = attentionConfig(r, T, out);
   if (!r.ok())
     return;
+  if (T == "__nv_bfloat16") {
+    // Tensor cores: 16 query rows a warp, kKeyTile keys a tile.
+    int keyTile = largestKeyTile(
+        r, [&](int tile) { return tensorFwdSharedBytes(s.headDim, tile); });
+    out.config.push_back(intLine("kRowsPerWarp", 16));
+    out.config.push_back(intLine("kKeyTile", keyTile));
+    out.minBlocks = kTensorMinBlocks;
+    out.arguments = "const Config::T *q, const Config::T *k, const Config::T "
+                    "*v, Config::T *o";
+    out.body = "qlora::cuda::attentionFwd<Config>(q, k, v, o);";
+    out.grid = {ceilDiv(s.seq, 16 * kWarps), uint32_t(s.heads),
+                uint32_t(s.batch)};
+    return;
+  }
   // q rows; a padded k tile (v is read by rows: unpadded, counted padded).
   int rows = std::min(rowsPerWarp(r, s.headDim, 1, 2), s.headDim > 64 ? 4 : 8);
   out.config.push_back(intLine("kRowsPerWarp", rows));

@@ -188,8 +188,10 @@ void addLinearCases(std::vector<ParityCase> &cases) {
   cases.push_back(dropout.loraGrad("lora_grad_dropout", false));
 }
 
-/// One attention shape: grouped-query (kv < heads), head_dim 32/40/128, a
-/// sequence that is not a multiple of the 32-row tiles.
+/// One attention shape: grouped-query (kv < heads), head_dim 32/40/64/128,
+/// sequences that are not a multiple of the 32-row FMA tiles nor of the
+/// tensor-core path's 64-row blocks (40, 45, 130), and 160: several 64-row
+/// blocks, the causal diagonal inside a key tile.
 struct AttentionShape {
   int64_t heads, kvHeads, headDim, seq;
   bool causal;
@@ -198,7 +200,9 @@ struct AttentionShape {
 void addAttentionCases(std::vector<ParityCase> &cases) {
   for (AttentionShape s : {AttentionShape{4, 2, 32, kSeq, true},
                            AttentionShape{2, 2, 128, kSeq, true},
-                           AttentionShape{4, 1, 40, 45, false}}) {
+                           AttentionShape{4, 1, 40, 45, false},
+                           AttentionShape{4, 2, 64, 160, true},
+                           AttentionShape{2, 1, 128, 130, true}}) {
     std::string shape = "_h" + std::to_string(s.heads) + "_kv" +
                         std::to_string(s.kvHeads) + "_d" +
                         std::to_string(s.headDim) + "_s" +
