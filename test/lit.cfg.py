@@ -31,6 +31,13 @@ try:
 except OSError:
     pass
 
+# `cuda-emulator`: test/emu/driver's libcuda.so.1 over the host emulator;
+# `env LD_LIBRARY_PATH=%cuda_emulator_dir QLORA_CUDA_EMU_KERNELS=DIR` before a
+# command makes its CUDA backend run there (DIR from qloracc --dump-kernels).
+if os.path.exists(os.path.join(config.qloracc_cuda_emulator_dir, "libcuda.so.1")):
+    config.available_features.add("cuda-emulator")
+config.substitutions.append(("%cuda_emulator_dir", config.qloracc_cuda_emulator_dir))
+
 # Fixtures committed under test/golden (made by the scripts beside them).
 config.substitutions.append(
     ("%golden", os.path.join(config.qloracc_src_root, "test", "golden")))

@@ -147,6 +147,16 @@ TEST(CudaImageTest, PtxIsTheFallback) {
   EXPECT_EQ(pickCudaImage(images({}), 9, 0), std::nullopt);
 }
 
+TEST(CudaImageTest, PtxIsNotPickedForAnOlderGpuThanItsTarget) {
+  std::string_view text = ".version 7.0\n.target sm_80\n.address_size 64\n";
+  std::vector<CudaKernelImage> ptx = {
+      {"ptx", std::as_bytes(std::span(text.data(), text.size()))}};
+  EXPECT_EQ(pickCudaImage(ptx, 8, 0), 0u);
+  EXPECT_EQ(pickCudaImage(ptx, 9, 0), 0u);
+  EXPECT_EQ(pickCudaImage(ptx, 7, 5), std::nullopt);
+  EXPECT_NE(findMissingCudaImage({{CudaKernelSpec{"k", "t", ptx}}}, 7, 5), "");
+}
+
 TEST(CudaImageTest, CpuOnlyTrainBinHasNoImage) {
   std::string error;
   std::unique_ptr<format::TrainBinFile> file =

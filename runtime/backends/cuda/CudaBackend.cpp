@@ -32,6 +32,21 @@ int cubinMinor(std::string_view arch, int major) {
   return digit >= '0' && digit <= '9' ? digit - '0' : -1;
 }
 
+/// The compute capability (major * 10 + minor) a PTX image's `.target
+/// sm_XY` needs, or -1 when it names none. The driver cannot JIT PTX for
+/// an older GPU than its target.
+int ptxTarget(std::span<const std::byte> image) {
+  std::string_view text(reinterpret_cast<const char *>(image.data()),
+                        image.size());
+  size_t at = text.find(".target sm_");
+  if (at == std::string_view::npos)
+    return -1;
+  int target = 0;
+  const char *first = text.data() + at + 11;
+  auto [end, ec] = std::from_chars(first, text.data() + text.size(), target);
+  return ec == std::errc() && end != first ? target : -1;
+}
+
 } // namespace
 
 std::vector<CudaKernelSpec> cudaKernelsOf(const format::TrainBinFile &file) {
@@ -91,7 +106,8 @@ std::optional<size_t> pickCudaImage(std::span<const CudaKernelImage> images,
   int bestMinor = -1;
   for (size_t i = 0; i < images.size(); ++i) {
     if (images[i].arch == "ptx") {
-      ptx = ptx ? ptx : i;
+      if (!ptx && ptxTarget(images[i].bytes) <= major * 10 + minor)
+        ptx = i;
       continue;
     }
     int imageMinor = cubinMinor(images[i].arch, major);

@@ -20,7 +20,8 @@
 //
 // Image choice per kernel, for a device of compute capability X.Y: the CUBIN
 // "sm_XY"; else a CUBIN "sm_XZ" with Z < Y (binary compatible within a
-// major version); else the "ptx" image, JIT-compiled by cuModuleLoadData.
+// major version); else the "ptx" image, JIT-compiled by cuModuleLoadData,
+// if its `.target sm_XY` is not newer than the device.
 // A kernel with none of these is refused when the backend is created,
 // before anything runs.
 //
