@@ -44,11 +44,19 @@
 // (32 KiB) outweigh the scratch (6 KiB), so the fragment loads bound the
 // speed: 16-row warps read each k/v fragment once per 16 queries (FA2 with
 // 32-row warps reads it once per 32, at twice the registers).
+// Backward phase 1 as the forward pass (q and dO as fragments, dq's
+// accumulators); phase 2 gives each 16 keys a warp pair, one warp holding
+// k's fragments and dv's accumulators, the other v's and dk's (a warp with
+// both would need 128 accumulator registers a lane at head_dim 128): the
+// first computes P from Sᵀ = k·qᵀ, the second dS from P and dPᵀ = v·dOᵀ,
+// one barrier between, three a query tile.
 //
 // Config: T, kBatch, kSeq, kHeads, kKvHeads, kHeadDim, kScale, kCausal, kVec
 // (divides kHeadDim), kWarps, kRowsPerWarp (fwd, bwd phase 1; 16 on tensor
 // cores), kKeysPerWarp (bwd phase 2), kAccumulate (bwd); tensor cores:
-// kKeyTile (keys of an inner tile: 64, 32 at head_dim 128 to fit 48 KiB).
+// kKeyTile (keys of an inner tile of the forward pass and backward phase 1:
+// 64, 32 at head_dim 128 to fit 48 KiB), kQueryTile (queries of an inner
+// tile of backward phase 2).
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_KERNELS_ATTENTION_CUH
@@ -542,11 +550,13 @@ using AttentionAcc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 /// vectors held in registers between the global load and the shared store
 /// (the next tile loads while the tensor cores work); zeros past kSeq and
 /// past head_dim.
-template <class Config, int Rows, Index kStride> struct RowStage {
+template <class Config, int Rows, Index kStride,
+          int Threads = TensorTiles<Config>::kThreads>
+struct RowStage {
   using Tiles = TensorTiles<Config>;
   static constexpr int kRowVectors = Tiles::kDk / 8;
   static constexpr int kVectors = Rows * kRowVectors;
-  static constexpr int kThreads = Tiles::kThreads;
+  static constexpr int kThreads = Threads;
   static constexpr int kSteps = (kVectors + kThreads - 1) / kThreads;
   uint4 values[kSteps];
 
@@ -831,6 +841,353 @@ attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
       oAcc, scratch, kLdS, rowScale[warp], o + block.qBase, block.firstRow);
 }
 
+/// fn(k, column, x) for this lane's elements x of row lane / 2 of a warp's
+/// fp32 scratch tile N columns wide (`row` points at the row): the lane pair
+/// 2r, 2r + 1 shares row r, columns 8 t + 4 (lane % 2) + e, k = 4 t + e.
+template <int N, class Fn>
+__device__ __forceinline__ void forRowElements(const float *row, Fn fn) {
+  const int half = threadIdx.x % 2;
+#pragma unroll
+  for (int t = 0; t < N / 8; ++t) {
+    const float4 x = *reinterpret_cast<const float4 *>(row + 8 * t + 4 * half);
+    fn(4 * t + 0, 8 * t + 4 * half + 0, x.x);
+    fn(4 * t + 1, 8 * t + 4 * half + 1, x.y);
+    fn(4 * t + 2, 8 * t + 4 * half + 2, x.z);
+    fn(4 * t + 3, 8 * t + 4 * half + 3, x.w);
+  }
+}
+
+/// Stores this lane's forRowElements values as bf16 into `row` (the same
+/// columns of a bf16 tile row).
+template <int N>
+__device__ __forceinline__ void storeRowBf16(__nv_bfloat16 *row,
+                                             const float (&values)[N / 2]) {
+  const int half = threadIdx.x % 2;
+#pragma unroll
+  for (int t = 0; t < N / 8; ++t)
+#pragma unroll
+    for (int e = 0; e < 4; e += 2)
+      *reinterpret_cast<__nv_bfloat162 *>(row + 8 * t + 4 * half + e) =
+          __floats2bfloat162_rn(values[4 * t + e], values[4 * t + e + 1]);
+}
+
+/// The warp's scores against the [N, kDk] tile `tile` (q·kᵀ, or dO·vᵀ with
+/// dO's fragments) into its fp32 scratch (rows ld apart).
+template <int N, int KFragments>
+__device__ __forceinline__ void
+productToScratch(const AttentionFragA (&a)[KFragments],
+                 const __nv_bfloat16 *tile, int tileLd, float *scratch,
+                 int ld) {
+  AttentionAcc acc[N / 16];
+  productTransposed<N / 16>(a, tile, tileLd, acc);
+#pragma unroll
+  for (int n = 0; n < N / 16; ++n)
+    wmma::store_matrix_sync(scratch + n * 16, acc[n], ld, wmma::mem_row_major);
+  __syncwarp();
+}
+
+/// Backward phase 1 on tensor cores: a block of 16 query rows a warp, q and
+/// dO held as fragments. Pass A over the k tiles: the row maxima and sums
+/// (a lane pair a row, as in the forward pass), then lse and D =
+/// rowsum(dO ⊙ o) to `lse`, `delta`. Pass B over the k and v tiles: S =
+/// q·kᵀ, P = exp(scale S - lse) (fp32, in registers), dP = dO·vᵀ, dS = P
+/// (dP - D) as bf16 into the warp's tile, dq += dS·k; dq = scale dq.
+template <class Config>
+__device__ void
+attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
+                            const __nv_bfloat16 *k, const __nv_bfloat16 *v,
+                            const __nv_bfloat16 *o, __nv_bfloat16 *dq,
+                            float *lse, float *delta) {
+  using Traits = AttentionTraits<Config>;
+  using Tiles = TensorTiles<Config>;
+  constexpr int kLd = Tiles::kLd, kDFragments = Tiles::kDFragments;
+  constexpr int kN = Config::kKeyTile, kLdS = kN + 4, kLdP = kN + 8;
+  constexpr int kWarps = Config::kWarps, kBlockRows = kWarps * 16;
+  static_assert(Config::kRowsPerWarp == 16, "a warp owns 16 query rows");
+  static_assert(kN % 16 == 0, "whole key fragments");
+  constexpr int kQBytes = kBlockRows * kLd * 2;
+  // Two fp32 scratch tiles a warp: S (then P), dP.
+  constexpr int kScratchBytes = 2 * kWarps * 16 * kLdS * 4;
+  constexpr int kRegionBytes =
+      kQBytes > kScratchBytes ? kQBytes : kScratchBytes;
+  constexpr int kKvElements = kN * kLd;
+  __shared__ __align__(
+      128) unsigned char shared[kRegionBytes + 4 * kKvElements];
+  __shared__ __align__(32) __nv_bfloat16 dsTiles[kWarps][16 * kLdP];
+  __shared__ float rowScale[kWarps][16];
+  static_assert(sizeof(shared) + sizeof(dsTiles) + sizeof(rowScale) <=
+                    48 * 1024,
+                "static shared memory");
+  auto *region = reinterpret_cast<__nv_bfloat16 *>(shared);
+  auto *ks = reinterpret_cast<__nv_bfloat16 *>(shared + kRegionBytes);
+  __nv_bfloat16 *vs = ks + kKvElements;
+
+  const QueryBlock<Config> block;
+  const int warp = block.warp, lane = block.lane;
+  const Index qBase = block.qBase, kvBase = block.kvBase;
+  const int keyEnd = block.keyEnd;
+  using KvStage = RowStage<Config, kN, Traits::kKvStride>;
+  AttentionFragA qFrag[kDFragments], doFrag[kDFragments];
+  {
+    // q, then dO, through the region.
+    RowStage<Config, kBlockRows, Traits::kQStride> stage;
+    stage.load(q + qBase, block.i0);
+    stage.store(region);
+    __syncthreads();
+#pragma unroll
+    for (int f = 0; f < kDFragments; ++f)
+      wmma::load_matrix_sync(qFrag[f], region + warp * 16 * kLd + f * 16, kLd);
+    stage.load(dout + qBase, block.i0);
+    __syncthreads();
+    stage.store(region);
+    __syncthreads();
+#pragma unroll
+    for (int f = 0; f < kDFragments; ++f)
+      wmma::load_matrix_sync(doFrag[f], region + warp * 16 * kLd + f * 16, kLd);
+  }
+  KvStage kStage, vStage;
+  kStage.load(k + kvBase, 0);
+  kStage.store(ks);
+  __syncthreads(); // dO read: the region is the warps' scratch from here
+  float *scratch = reinterpret_cast<float *>(shared) + 2 * warp * 16 * kLdS;
+  float *dpScratch = scratch + 16 * kLdS;
+  __nv_bfloat16 *ds = dsTiles[warp];
+  const int row = lane / 2, half = lane % 2;
+  const int i = block.firstRow + row;
+  const float negInf = attentionNegInf();
+
+  // Pass A: the row maxima and sums, as in the forward pass.
+  float m = negInf, l = 0.0f;
+#pragma unroll 1
+  for (int j0 = 0; j0 < keyEnd; j0 += kN) {
+    const bool more = j0 + kN < keyEnd;
+    if (more)
+      kStage.load(k + kvBase, j0 + kN);
+    productToScratch<kN>(qFrag, ks, kLd, scratch, kLdS);
+    float tileMax = negInf;
+    forRowElements<kN>(scratch + row * kLdS, [&](int, int c, float x) {
+      tileMax = fmaxf(tileMax,
+                      Traits::visible(i, j0 + c) ? x * Config::kScale : negInf);
+    });
+    tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+    const float mNew = fmaxf(m, tileMax);
+    float sum = 0.0f;
+    forRowElements<kN>(scratch + row * kLdS, [&](int, int c, float x) {
+      if (Traits::visible(i, j0 + c))
+        sum += expf(x * Config::kScale - mNew);
+    });
+    l = l * (mNew == negInf ? 1.0f : expf(m - mNew)) + sum;
+    m = mNew;
+    __syncthreads(); // every warp is done with k
+    if (more)
+      kStage.store(ks);
+    __syncthreads();
+  }
+  kStage.load(k + kvBase, 0);
+  vStage.load(v + kvBase, 0);
+  const float rowLse = m + logf(l + __shfl_xor_sync(0xffffffffu, l, 1));
+  float dot = 0.0f; // D: a lane takes every other 8-element vector
+  if (i < Traits::kSeq)
+    for (int d = 8 * half; d < Traits::kD; d += 16) {
+      float x[8], y[8];
+      loadFloats<8>(dout, qBase + i * Traits::kQStride + d, x);
+      loadFloats<8>(o, qBase + i * Traits::kQStride + d, y);
+#pragma unroll
+      for (int e = 0; e < 8; ++e)
+        dot = fmaf(x[e], y[e], dot);
+    }
+  const float rowDelta = dot + __shfl_xor_sync(0xffffffffu, dot, 1);
+  if (half == 0 && i < Traits::kSeq) {
+    lse[Traits::rowIndex(block.b, block.h, i)] = rowLse;
+    delta[Traits::rowIndex(block.b, block.h, i)] = rowDelta;
+  }
+  kStage.store(ks);
+  vStage.store(vs);
+  __syncthreads();
+
+  // Pass B: dq = scale sum_j dS_ij k_j.
+  AttentionAcc dqAcc[kDFragments];
+#pragma unroll
+  for (int f = 0; f < kDFragments; ++f)
+    wmma::fill_fragment(dqAcc[f], 0.0f);
+#pragma unroll 1
+  for (int j0 = 0; j0 < keyEnd; j0 += kN) {
+    const bool more = j0 + kN < keyEnd;
+    productToScratch<kN>(qFrag, ks, kLd, scratch, kLdS);
+    productToScratch<kN>(doFrag, vs, kLd, dpScratch, kLdS);
+    float p[kN / 2];
+    forRowElements<kN>(scratch + row * kLdS, [&](int e, int c, float x) {
+      // exp(-inf) = 0 where masked.
+      p[e] = expf(Traits::visible(i, j0 + c) ? x * Config::kScale - rowLse
+                                             : negInf);
+    });
+    forRowElements<kN>(dpScratch + row * kLdS, [&](int e, int, float x) {
+      p[e] *= x - rowDelta; // dS
+    });
+    storeRowBf16<kN>(ds + row * kLdP, p);
+    __syncwarp();
+    // The next tile loads during dq's products (earlier, its registers
+    // would add to S's and dP's).
+    if (more) {
+      kStage.load(k + kvBase, j0 + kN);
+      vStage.load(v + kvBase, j0 + kN);
+    }
+    productAccumulate<kDFragments, kN / 16>(ds, kLdP, ks, kLd, dqAcc);
+    __syncthreads(); // every warp is done with k and v
+    if (more) {
+      kStage.store(ks);
+      vStage.store(vs);
+    }
+    __syncthreads();
+  }
+  if (half == 0)
+    rowScale[warp][row] = Config::kScale;
+  __syncwarp();
+  storeFragmentRows<Config, Config::kAccumulate, Traits::kQStride>(
+      dqAcc, scratch, kLdS, rowScale[warp], dq + qBase, block.firstRow);
+}
+
+/// Backward phase 2 on tensor cores: a block of 16 keys a warp pair (2 x
+/// kWarps warps). Of a pair, the first warp holds k's fragments and
+/// accumulates dv, the second holds v's and accumulates dk, so that each
+/// keeps one set of accumulators. Per tile of kQueryTile queries (every q
+/// head of the group, from the diagonal on when causal): Sᵀ = k·qᵀ gives
+/// P (fp32 for dS, bf16 for dv += P·dO), dPᵀ = v·dOᵀ gives dS = P (dP - D)
+/// (bf16, dk += dS·q); dk = scale dk.
+template <class Config>
+__device__ void attentionBwdKeyValueTensorCore(
+    const __nv_bfloat16 *dout, const __nv_bfloat16 *q, const __nv_bfloat16 *k,
+    const __nv_bfloat16 *v, __nv_bfloat16 *dk, __nv_bfloat16 *dv,
+    const float *lse, const float *delta) {
+  using Traits = AttentionTraits<Config>;
+  using Tiles = TensorTiles<Config>;
+  constexpr int kLd = Tiles::kLd, kDFragments = Tiles::kDFragments;
+  constexpr int kPairs = Config::kWarps, kThreads = 2 * kPairs * kWarpSize;
+  constexpr int kBlockKeys = 16 * kPairs;
+  constexpr int kM = Config::kQueryTile, kLdS = kM + 4, kLdP = kM + 8;
+  static_assert(kM % 16 == 0, "whole query fragments");
+  constexpr int kTileElements = kM * kLd;
+  constexpr int kTilesBytes = 2 * kTileElements * 2;
+  constexpr int kScratchFloats = 16 * kLdS;
+  constexpr int kLoopBytes = kTilesBytes + 2 * kPairs * kScratchFloats * 4;
+  constexpr int kKvBytes = 2 * kBlockKeys * kLd * 2;
+  __shared__ __align__(
+      128) unsigned char shared[kLoopBytes > kKvBytes ? kLoopBytes : kKvBytes];
+  __shared__ __align__(32) __nv_bfloat16 opTiles[2][kPairs][16 * kLdP];
+  __shared__ float tileLse[kM], tileDelta[kM], rowScale[2][16];
+  static_assert(sizeof(shared) + sizeof(opTiles) + sizeof(tileLse) +
+                        sizeof(tileDelta) + sizeof(rowScale) <=
+                    48 * 1024,
+                "static shared memory");
+  auto *qs = reinterpret_cast<__nv_bfloat16 *>(shared);
+  __nv_bfloat16 *dos = qs + kTileElements;
+  auto *scratchBase = reinterpret_cast<float *>(shared + kTilesBytes);
+
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int role = warp / kPairs, pair = warp % kPairs; // role 0: dv, 1: dk
+  const int j0 = blockIdx.x * kBlockKeys, g = blockIdx.y, b = blockIdx.z;
+  const Index kvBase = Traits::base(b, g, Config::kKvHeads);
+  AttentionFragA own[kDFragments]; // the pair's k (role 0) or v (role 1)
+  {
+    RowStage<Config, kBlockKeys, Traits::kKvStride, kThreads> kStage, vStage;
+    kStage.load(k + kvBase, j0);
+    vStage.load(v + kvBase, j0);
+    kStage.store(qs);
+    vStage.store(qs + kBlockKeys * kLd);
+  }
+  if (threadIdx.x < 32)
+    rowScale[threadIdx.x / 16][threadIdx.x % 16] =
+        threadIdx.x < 16 ? 1.0f : Config::kScale;
+  __syncthreads();
+  const __nv_bfloat16 *ownRows = qs + (role * kBlockKeys + pair * 16) * kLd;
+#pragma unroll
+  for (int f = 0; f < kDFragments; ++f)
+    wmma::load_matrix_sync(own[f], ownRows + f * 16, kLd);
+  __syncthreads(); // k and v read: the arena holds q and dO tiles from here
+
+  // Causal: queries before j0 see none of the block's keys.
+  const int queryStart = Config::kCausal ? j0 / kM * kM : 0;
+  const int tilesPerHead = (Traits::kSeq - queryStart + kM - 1) / kM;
+  const int tiles = Traits::kGroup * tilesPerHead;
+  auto headOf = [&](int t) { return g * Traits::kGroup + t / tilesPerHead; };
+  auto startOf = [&](int t) { return queryStart + t % tilesPerHead * kM; };
+  using QueryStage = RowStage<Config, kM, Traits::kQStride, kThreads>;
+  QueryStage qStage, doStage;
+  auto loadTile = [&](int t) {
+    const Index qBase = Traits::base(b, headOf(t), Config::kHeads);
+    qStage.load(q + qBase, startOf(t));
+    doStage.load(dout + qBase, startOf(t));
+  };
+  auto storeTile = [&](int t) {
+    qStage.store(qs);
+    doStage.store(dos);
+    if (threadIdx.x < kM) {
+      const int i = startOf(t) + threadIdx.x;
+      const bool valid = i < Traits::kSeq;
+      const Index at = Traits::rowIndex(b, headOf(t), valid ? i : 0);
+      tileLse[threadIdx.x] = valid ? lse[at] : 0.0f;
+      tileDelta[threadIdx.x] = valid ? delta[at] : 0.0f;
+    }
+  };
+  loadTile(0);
+  storeTile(0);
+  __syncthreads();
+
+  AttentionAcc acc[kDFragments];
+#pragma unroll
+  for (int f = 0; f < kDFragments; ++f)
+    wmma::fill_fragment(acc[f], 0.0f);
+  float *scratch = scratchBase + (role * kPairs + pair) * kScratchFloats;
+  const float *pScratch = scratchBase + pair * kScratchFloats;
+  __nv_bfloat16 *opTile = opTiles[role][pair];
+  const int row = lane / 2;
+  const int key = j0 + pair * 16 + row; // the lane pair's key
+#pragma unroll 1
+  for (int t = 0; t < tiles; ++t) {
+    const bool more = t + 1 < tiles; // the same in every thread
+    const int i0 = startOf(t);
+    if (more)
+      loadTile(t + 1);
+    productToScratch<kM>(own, role == 0 ? qs : dos, kLd, scratch, kLdS);
+    if (role == 0) {
+      // P, in place as fp32 (for dS) and as bf16 (for dv).
+      float p[kM / 2];
+      forRowElements<kM>(scratch + row * kLdS, [&](int e, int c, float x) {
+        const int i = i0 + c;
+        p[e] = i < Traits::kSeq && Traits::visible(i, key)
+                   ? expf(x * Config::kScale - tileLse[c])
+                   : 0.0f;
+      });
+      const int half = lane % 2;
+#pragma unroll
+      for (int u = 0; u < kM / 8; ++u)
+        *reinterpret_cast<float4 *>(scratch + row * kLdS + 8 * u + 4 * half) =
+            float4{p[4 * u], p[4 * u + 1], p[4 * u + 2], p[4 * u + 3]};
+      storeRowBf16<kM>(opTile + row * kLdP, p);
+    }
+    __syncthreads(); // P stored
+    if (role == 1) {
+      float ds[kM / 2];
+      forRowElements<kM>(pScratch + row * kLdS,
+                         [&](int e, int, float x) { ds[e] = x; });
+      forRowElements<kM>(scratch + row * kLdS, [&](int e, int c, float x) {
+        ds[e] *= x - tileDelta[c];
+      });
+      storeRowBf16<kM>(opTile + row * kLdP, ds);
+    }
+    __syncwarp();
+    productAccumulate<kDFragments, kM / 16>(opTile, kLdP, role == 0 ? dos : qs,
+                                            kLd, acc);
+    __syncthreads(); // every warp is done with the q and dO tiles
+    if (more)
+      storeTile(t + 1);
+    __syncthreads();
+  }
+  storeFragmentRows<Config, Config::kAccumulate, Traits::kKvStride>(
+      acc, scratch, kLdS, rowScale[role], (role == 0 ? dv : dk) + kvBase,
+      j0 + pair * 16);
+}
+
 //===- entries ------------------------------------------------------------===//
 
 /// Tensor cores for bf16 activations, fp32 FMA for f32 ones.
@@ -850,7 +1207,10 @@ attentionBwdQuery(const typename Config::T *dout, const typename Config::T *q,
                   const typename Config::T *k, const typename Config::T *v,
                   const typename Config::T *o, typename Config::T *dq,
                   float *lse, float *delta) {
-  attentionBwdQueryFma<Config>(dout, q, k, v, o, dq, lse, delta);
+  if constexpr (IsBf16<typename Config::T>::value)
+    attentionBwdQueryTensorCore<Config>(dout, q, k, v, o, dq, lse, delta);
+  else
+    attentionBwdQueryFma<Config>(dout, q, k, v, o, dq, lse, delta);
 }
 
 template <class Config>
@@ -860,7 +1220,10 @@ attentionBwdKeyValue(const typename Config::T *dout,
                      const typename Config::T *v, typename Config::T *dk,
                      typename Config::T *dv, const float *lse,
                      const float *delta) {
-  attentionBwdKeyValueFma<Config>(dout, q, k, v, dk, dv, lse, delta);
+  if constexpr (IsBf16<typename Config::T>::value)
+    attentionBwdKeyValueTensorCore<Config>(dout, q, k, v, dk, dv, lse, delta);
+  else
+    attentionBwdKeyValueFma<Config>(dout, q, k, v, dk, dv, lse, delta);
 }
 
 } // namespace qlora::cuda

@@ -23,6 +23,8 @@ constexpr uint32_t kMinBlocks = 4;
 /// and q's fragments in registers: at head_dim 128 ptxas needs more than
 /// 168 a thread (3 blocks), so 2 blocks of 4 warps a SM.
 constexpr uint32_t kTensorMinBlocks = 2;
+/// Backward phase 2 on tensor cores: 8 warps a block.
+constexpr uint32_t kTensorKeyValueMinBlocks = 1;
 
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
@@ -93,8 +95,30 @@ int64_t tensorFwdSharedBytes(int64_t headDim, int keyTile) {
          kWarps * 16 * 4;
 }
 
+/// Shared bytes of attentionBwdQueryTensorCore: q and dO (then two fp32
+/// scratch tiles a warp), a k and a v tile of `keyTile` rows, the warps' dS
+/// tiles.
+int64_t tensorBwdQuerySharedBytes(int64_t headDim, int keyTile) {
+  int64_t ld = tensorLd(headDim);
+  int64_t region = std::max<int64_t>(16 * kWarps * ld * 2,
+                                     2 * kWarps * 16 * (keyTile + 4) * 4);
+  return region + 2 * keyTile * ld * 2 + kWarps * 16 * (keyTile + 8) * 2 +
+         kWarps * 16 * 4;
+}
+
+/// Shared bytes of attentionBwdKeyValueTensorCore: a q and a dO tile of
+/// `queryTile` rows and two fp32 scratch tiles a warp pair (the block's k
+/// and v before), the pairs' P and dS tiles, the tile's lse and D.
+int64_t tensorBwdKeyValueSharedBytes(int64_t headDim, int queryTile) {
+  int64_t ld = tensorLd(headDim);
+  int64_t loop = 2 * queryTile * ld * 2 + 2 * kWarps * 16 * (queryTile + 4) * 4;
+  int64_t kv = 2 * 16 * kWarps * ld * 2;
+  return std::max(loop, kv) + 2 * kWarps * 16 * (queryTile + 8) * 2 +
+         2 * queryTile * 4 + 2 * 16 * 4;
+}
+
 /// The largest inner tile of 64, 32 or 16 rows whose block fits 48 KiB.
-int largestKeyTile(Reader &r, const std::function<int64_t(int)> &bytes) {
+int largestTile(Reader &r, const std::function<int64_t(int)> &bytes) {
   for (int tile = 64; tile >= 16; tile /= 2)
     if (bytes(tile) <= kStaticSharedBytes)
       return tile;
@@ -110,7 +134,7 @@ void buildAttentionFwd(Reader &r, const std::string &T, Instance &out) {
     return;
   if (T == "__nv_bfloat16") {
     // Tensor cores: 16 query rows a warp, kKeyTile keys a tile.
-    int keyTile = largestKeyTile(
+    int keyTile = largestTile(
         r, [&](int tile) { return tensorFwdSharedBytes(s.headDim, tile); });
     out.config.push_back(intLine("kRowsPerWarp", 16));
     out.config.push_back(intLine("kKeyTile", keyTile));
@@ -138,13 +162,25 @@ void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
   bool accumulate = r.flag("accumulate");
   if (!r.ok())
     return;
+  bool tensorCores = T == "__nv_bfloat16";
   // Phase 1: q and do rows, padded k and v tiles; phase 2: k and v rows,
-  // padded q and do tiles.
-  int rows = std::min(rowsPerWarp(r, s.headDim, 2, 2), 4);
+  // padded q and do tiles. Tensor cores: 16 rows (keys) a warp (pair).
+  int rows = tensorCores ? 16 : std::min(rowsPerWarp(r, s.headDim, 2, 2), 4);
   int keys = rows;
   out.config.push_back(intLine("kRowsPerWarp", rows));
   out.config.push_back(intLine("kKeysPerWarp", keys));
   out.config.push_back(boolLine("kAccumulate", accumulate));
+  if (tensorCores) {
+    out.config.push_back(intLine("kKeyTile", largestTile(r, [&](int tile) {
+                                   return tensorBwdQuerySharedBytes(s.headDim,
+                                                                    tile);
+                                 })));
+    out.config.push_back(intLine("kQueryTile", largestTile(r, [&](int tile) {
+                                   return tensorBwdKeyValueSharedBytes(
+                                       s.headDim, tile);
+                                 })));
+    out.minBlocks = kTensorMinBlocks;
+  }
   // lse and D of every (batch, q head, position), phase 1 to phase 2.
   std::string rowCount = std::to_string(s.batch * s.heads * s.seq);
   out.globals = "__device__ float qloraAttentionLse[" + rowCount +
@@ -157,8 +193,9 @@ void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
   out.grid = {ceilDiv(s.seq, rows * kWarps), uint32_t(s.heads),
               uint32_t(s.batch)};
   InstancePhase keyValue;
-  keyValue.threads = out.threads;
-  keyValue.minBlocks = out.minBlocks;
+  // Tensor cores: a warp pair a 16 keys (one for dv, one for dk).
+  keyValue.threads = tensorCores ? 2 * out.threads : out.threads;
+  keyValue.minBlocks = tensorCores ? kTensorKeyValueMinBlocks : out.minBlocks;
   keyValue.body = "qlora::cuda::attentionBwdKeyValue<Config>(dout, q, k, v, "
                   "dk, dv, qloraAttentionLse, qloraAttentionDelta);";
   keyValue.grid = {ceilDiv(s.seq, keys * kWarps), uint32_t(s.kvHeads),
