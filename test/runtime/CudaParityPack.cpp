@@ -1,6 +1,6 @@
 //===- CudaParityPack.cpp - The GPU parity cases, compiled ahead of time --===//
 //
-//   qlora-cuda-parity-pack OUT_DIR
+//   qlora-cuda-parity-pack OUT_DIR [SOURCES_DIR]
 //
 // Instantiates every CudaParityCases.h case from kernels/ (with the case's
 // activation type, f32 or bf16) and compiles it with NVRTC for sm_80, sm_90 and
@@ -8,7 +8,9 @@
 // grid, block, then, images: {arch: file}}}) and the images beside it, which
 // qlora-cuda-tests loads where there is a GPU (no NVRTC needed there). Without
 // NVRTC it writes an index that says so, and the GPU test skips with that
-// reason.
+// reason. SOURCES_DIR receives each case's CUDA source as <entry>.cu, for
+// the emulated driver (test/emu/driver), which runs them in place of the
+// images.
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelSource.h"
@@ -39,14 +41,18 @@ bool writeFile(const std::filesystem::path &path, const std::string &bytes) {
 } // namespace
 
 int main(int argc, char **argv) {
-  if (argc != 2) {
-    std::cerr << "usage: qlora-cuda-parity-pack OUT_DIR\n";
+  if (argc != 2 && argc != 3) {
+    std::cerr << "usage: qlora-cuda-parity-pack OUT_DIR [SOURCES_DIR]\n";
     return 2;
   }
   std::filesystem::path dir = argv[1];
+  std::filesystem::path sources = argc == 3 ? argv[2] : "";
   // Images of cases that no longer exist must not linger in the pack.
-  std::filesystem::remove_all(dir);
-  std::filesystem::create_directories(dir);
+  for (const std::filesystem::path &out : {dir, sources})
+    if (!out.empty()) {
+      std::filesystem::remove_all(out);
+      std::filesystem::create_directories(out);
+    }
   json index = {{"nvrtc", qlora::cuda::nvrtcAvailable()},
                 {"nvrtc_version", qlora::cuda::nvrtcVersionString()},
                 {"cases", json::object()}};
@@ -59,6 +65,12 @@ int main(int argc, char **argv) {
       if (!source) {
         std::cerr << "qlora-cuda-parity-pack: " << c.name << ": " << error
                   << "\n";
+        return 1;
+      }
+      if (!sources.empty() &&
+          !writeFile(sources / (source->entry + ".cu"), source->source)) {
+        std::cerr << "qlora-cuda-parity-pack: cannot write "
+                  << sources / (source->entry + ".cu") << "\n";
         return 1;
       }
       auto images =

@@ -42,6 +42,11 @@ EmulatedFunction *functionOf(CUfunction function) {
   return reinterpret_cast<EmulatedFunction *>(function);
 }
 
+/// The device outlives its users; its files do not outlive the process.
+struct RemoveFilesAtExit {
+  ~RemoveFilesAtExit() { EmulatedGpu::get().removeFiles(); }
+} removeFilesAtExit;
+
 } // namespace
 
 #define QLORA_EMU_EXPORT extern "C" __attribute__((visibility("default")))

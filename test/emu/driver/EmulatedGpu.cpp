@@ -141,6 +141,16 @@ CUresult EmulatedGpu::init() {
   return CUDA_SUCCESS;
 }
 
+void EmulatedGpu::removeFiles() {
+  std::lock_guard<std::mutex> lock(mutex);
+  for (EmulatedModule *module : modules_)
+    module->library.reset();
+  if (!moduleDir_.empty()) {
+    std::error_code ec;
+    std::filesystem::remove_all(moduleDir_, ec);
+  }
+}
+
 std::string EmulatedGpu::name() const {
   return "qloracc CUDA emulator (sm_" + std::to_string(major_) +
          std::to_string(minor_) + " on the host)";

@@ -87,6 +87,8 @@ public:
   std::mutex mutex;
 
   CUresult init();
+  /// Removes the modules' library copies; at exit or unload.
+  void removeFiles();
   bool initialized() const { return initialized_; }
   int deviceCount() const { return devices_; }
   CUresult attribute(CUdevice_attribute which, int &value) const;
