@@ -69,8 +69,12 @@ bool KernelCatalog::scan(const std::filesystem::path &file,
       entry.maxThreads = std::stoi(m[1].str());
     auto [where, inserted] = entries_.emplace(m[2].str(), entry);
     if (!inserted) {
-      error = file.string() + " defines entry '" + m[2].str() + "' that " +
-              sources_[where->second.source].path.string() + " defines too";
+      // The same instance dumped into two directories is one kernel.
+      const std::filesystem::path &other = sources_[where->second.source].path;
+      if (readFile(other) == text)
+        return true;
+      error = file.string() + " and " + other.string() + " define entry '" +
+              m[2].str() + "' differently";
       return false;
     }
     source.entries.push_back(m[2].str());
