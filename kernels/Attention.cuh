@@ -44,12 +44,17 @@
 // (32 KiB) outweigh the scratch (6 KiB), so the fragment loads bound the
 // speed: 16-row warps read each k/v fragment once per 16 queries (FA2 with
 // 32-row warps reads it once per 32, at twice the registers).
-// Backward phase 1 as the forward pass (q and dO as fragments, dq's
-// accumulators); phase 2 gives each 16 keys a warp pair, one warp holding
-// k's fragments and dv's accumulators, the other v's and dk's (a warp with
-// both would need 128 accumulator registers a lane at head_dim 128): the
-// first computes P from Sᵀ = k·qᵀ, the second dS from P and dPᵀ = v·dOᵀ,
-// one barrier between, three a query tile.
+// The backward phases give each 16 rows a warp pair (8 warps a block), so
+// that no warp holds two head_dim-wide operand or accumulator sets (128
+// registers a lane at head_dim 128). Phase 1, in one pass over the keys:
+// one warp holds q's fragments, computes S = q·kᵀ and the online softmax
+// (unnormalized P' = exp(S - m), as the forward pass), the other holds
+// dO's and computes dP = dO·vᵀ; both write dS' = P' (dP - D) and add dS'·k
+// to their half of dq's columns (rescaled when m grows; dq = scale / l dq
+// at the end), three barriers a key tile; no second pass for lse. Phase 2:
+// one warp holds k's fragments and accumulates dv from P (Sᵀ = k·qᵀ), the
+// other v's and dk from dS (dPᵀ = v·dOᵀ), three barriers a query tile.
+// Exponentials are exp2f of scores prescaled by log2(e); lse is base 2.
 //
 // Config: T, kBatch, kSeq, kHeads, kKvHeads, kHeadDim, kScale, kCausal, kVec
 // (divides kHeadDim), kWarps, kRowsPerWarp (fwd, bwd phase 1; 16 on tensor
@@ -535,6 +540,8 @@ template <class Config> struct TensorTiles {
 };
 
 namespace wmma = nvcuda::wmma;
+/// Scores are scaled by log2(e) once so that each exponential is one exp2f.
+constexpr float kLog2e = 1.4426950408889634f;
 using AttentionFragA =
     wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>;
 /// B(k, n) at n * ld + k: a [n][k] tile (K for q·kᵀ).
@@ -628,6 +635,18 @@ __device__ __forceinline__ void scaleRows(AttentionAcc (&acc)[Fragments],
   }
 }
 
+/// `p`, hidden from the optimizer. WMMA's bf16 loads take 64-bit generic
+/// addresses; a loop's tile pointers passed through this at the top of each
+/// iteration keep the compiler from computing every fragment address once,
+/// before the loop, and holding each in two registers across it (that alone
+/// cost some 40 registers a kernel at head_dim 128).
+template <typename T> __device__ __forceinline__ T *unhoisted(T *p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("" : "+l"(p));
+#endif
+  return p;
+}
+
 /// acc[n] = A · Bᵀ over K = 16 * KFragments: A the warp's 16 rows (fragments
 /// `a`), B the rows of `tile` (ld `ld`), fragment n its rows 16 n.
 template <int N, int KFragments>
@@ -646,12 +665,13 @@ productTransposed(const AttentionFragA (&a)[KFragments],
   }
 }
 
-/// acc[n] += A · B: A [16, 16 KSteps] at `a` (ld `lda`), B [16 KSteps,
-/// 16 N] at `b` (ld `ldb`).
-template <int N, int KSteps>
+/// acc[n] += A · B, n < N: A [16, 16 KSteps] at `a` (ld `lda`), B [16
+/// KSteps, 16 N] at `b` (ld `ldb`).
+template <int N, int KSteps, int Size>
 __device__ __forceinline__ void
 productAccumulate(const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b,
-                  int ldb, AttentionAcc (&acc)[N]) {
+                  int ldb, AttentionAcc (&acc)[Size]) {
+  static_assert(N <= Size, "N accumulators");
 #pragma unroll
   for (int k = 0; k < KSteps; ++k) {
     AttentionFragA fa;
@@ -667,18 +687,22 @@ productAccumulate(const __nv_bfloat16 *a, int lda, const __nv_bfloat16 *b,
 
 /// Writes (or adds) scale[r] * acc to rows first + r < kSeq, columns <
 /// head_dim of the [S, D] slice at `out` (positions kStride apart), through
-/// the warp's fp32 scratch (16 rows of `ld` >= 16 floats).
+/// the warp's fp32 scratch (16 rows of `ld` >= 16 floats). acc[f] holds
+/// columns 16 (firstFragment + f), f < count.
 template <class Config, bool Accumulate, Index kStride, int Fragments>
 __device__ __forceinline__ void
 storeFragmentRows(const AttentionAcc (&acc)[Fragments], float *scratch, int ld,
-                  const float *scale, __nv_bfloat16 *out, int first) {
+                  const float *scale, __nv_bfloat16 *out, int first,
+                  int firstFragment = 0, int count = Fragments) {
   const int lane = threadIdx.x % kWarpSize;
   const int row = lane / 2, column = lane % 2 * 8; // 8 columns a lane
 #pragma unroll
   for (int f = 0; f < Fragments; ++f) {
+    if (f >= count)
+      break;
     wmma::store_matrix_sync(scratch, acc[f], ld, wmma::mem_row_major);
     __syncwarp();
-    const int i = first + row, d = f * 16 + column;
+    const int i = first + row, d = (firstFragment + f) * 16 + column;
     if (i < int(Config::kSeq) && d < Config::kHeadDim) {
       float values[8];
 #pragma unroll
@@ -696,6 +720,51 @@ storeFragmentRows(const AttentionAcc (&acc)[Fragments], float *scratch, int ld,
     }
     __syncwarp(); // before the next fragment overwrites the scratch
   }
+}
+
+/// fn(k, column, x) for this lane's elements x of row lane / 2 of a warp's
+/// fp32 scratch tile N columns wide (`row` points at the row): the lane pair
+/// 2r, 2r + 1 shares row r, columns 8 t + 4 (lane % 2) + e, k = 4 t + e.
+template <int N, class Fn>
+__device__ __forceinline__ void forRowElements(const float *row, Fn fn) {
+  const int half = threadIdx.x % 2;
+#pragma unroll
+  for (int t = 0; t < N / 8; ++t) {
+    const float4 x = *reinterpret_cast<const float4 *>(row + 8 * t + 4 * half);
+    fn(4 * t + 0, 8 * t + 4 * half + 0, x.x);
+    fn(4 * t + 1, 8 * t + 4 * half + 1, x.y);
+    fn(4 * t + 2, 8 * t + 4 * half + 2, x.z);
+    fn(4 * t + 3, 8 * t + 4 * half + 3, x.w);
+  }
+}
+
+/// Stores this lane's forRowElements values as bf16 into `row` (the same
+/// columns of a bf16 tile row).
+template <int N>
+__device__ __forceinline__ void storeRowBf16(__nv_bfloat16 *row,
+                                             const float (&values)[N / 2]) {
+  const int half = threadIdx.x % 2;
+#pragma unroll
+  for (int t = 0; t < N / 8; ++t)
+#pragma unroll
+    for (int e = 0; e < 4; e += 2)
+      *reinterpret_cast<__nv_bfloat162 *>(row + 8 * t + 4 * half + e) =
+          __floats2bfloat162_rn(values[4 * t + e], values[4 * t + e + 1]);
+}
+
+/// The warp's scores against the [N, kDk] tile `tile` (q·kᵀ, or dO·vᵀ with
+/// dO's fragments) into its fp32 scratch (rows ld apart).
+template <int N, int KFragments>
+__device__ __forceinline__ void
+productToScratch(const AttentionFragA (&a)[KFragments],
+                 const __nv_bfloat16 *tile, int tileLd, float *scratch,
+                 int ld) {
+  AttentionAcc acc[N / 16];
+  productTransposed<N / 16>(a, tile, tileLd, acc);
+#pragma unroll
+  for (int n = 0; n < N / 16; ++n)
+    wmma::store_matrix_sync(scratch + n * 16, acc[n], ld, wmma::mem_row_major);
+  __syncwarp();
 }
 
 /// The forward pass on tensor cores. A block: 16 query rows a warp, q held
@@ -759,64 +828,37 @@ attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
 #pragma unroll
   for (int f = 0; f < kDFragments; ++f)
     wmma::fill_fragment(oAcc[f], 0.0f);
-  // Lanes 2r and 2r + 1 own row r: columns 4 half + 8 t + e, e < 4.
+  // Lanes 2r and 2r + 1 own row r (forRowElements).
   const int row = lane / 2, half = lane % 2;
   const int i = block.firstRow + row;
   const float negInf = attentionNegInf();
-  float m = negInf, l = 0.0f; // l: this lane's part of the row sum
+  constexpr float kScaleLog2 = Config::kScale * kLog2e;
+  float m = negInf, l = 0.0f; // base 2; l: this lane's part of the row sum
 #pragma unroll 1
   for (int j0 = 0; j0 < keyEnd; j0 += kN) {
     const bool more = j0 + kN < keyEnd; // the same in every thread
-    {
-      AttentionAcc sAcc[kN / 16];
-      productTransposed<kN / 16>(qFrag, ks, kLd, sAcc);
-#pragma unroll
-      for (int n = 0; n < kN / 16; ++n)
-        wmma::store_matrix_sync(scratch + n * 16, sAcc[n], kLdS,
-                                wmma::mem_row_major);
-    }
-    __syncwarp();
-    // The row's scaled scores, -inf where masked: read twice (the maximum,
-    // then P) rather than held in registers.
-    auto score = [&](int t, int e, const float4 &x) {
-      const float xs[4] = {x.x, x.y, x.z, x.w};
-      return Traits::visible(i, j0 + 8 * t + 4 * half + e)
-                 ? xs[e] * Config::kScale
-                 : negInf;
-    };
-    const float *sRow = scratch + row * kLdS + 4 * half;
+    const __nv_bfloat16 *kTile = unhoisted(ks), *vTile = unhoisted(vs);
+    const __nv_bfloat16 *pTile = unhoisted(p);
+    productToScratch<kN>(qFrag, kTile, kLd, scratch, kLdS);
+    // Scores scaled to base 2, -inf where masked.
+    const float *sRow = scratch + row * kLdS;
     float tileMax = negInf;
-#pragma unroll
-    for (int t = 0; t < kN / 8; ++t) {
-      const float4 x = *reinterpret_cast<const float4 *>(sRow + 8 * t);
-#pragma unroll
-      for (int e = 0; e < 4; ++e)
-        tileMax = fmaxf(tileMax, score(t, e, x));
-    }
+    forRowElements<kN>(sRow, [&](int, int c, float x) {
+      tileMax =
+          fmaxf(tileMax, Traits::visible(i, j0 + c) ? x * kScaleLog2 : negInf);
+    });
     tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
     // mNew is finite once any key was visible: key 0 is visible to every
-    // row in the first tile. The guards keep a fully masked row at 0.
+    // row in the first tile. The guard keeps a fully masked row at 0.
     const float mNew = fmaxf(m, tileMax);
-    const float alpha = mNew == negInf ? 1.0f : expf(m - mNew);
+    const float alpha = mNew == negInf ? 1.0f : exp2f(m - mNew);
     m = mNew;
-    float sum = 0.0f;
-#pragma unroll
-    for (int t = 0; t < kN / 8; ++t) {
-      const float4 x = *reinterpret_cast<const float4 *>(sRow + 8 * t);
-#pragma unroll
-      for (int e = 0; e < 4; e += 2) {
-        float pair[2];
-#pragma unroll
-        for (int u = 0; u < 2; ++u) {
-          const float value = score(t, e + u, x);
-          pair[u] = value == negInf ? 0.0f : expf(value - mNew);
-          sum += pair[u];
-        }
-        *reinterpret_cast<__nv_bfloat162 *>(p + row * kLdP + 8 * t + 4 * half +
-                                            e) =
-            __floats2bfloat162_rn(pair[0], pair[1]);
-      }
-    }
+    float sum = 0.0f, pv[kN / 2];
+    forRowElements<kN>(sRow, [&](int e, int c, float x) {
+      pv[e] = Traits::visible(i, j0 + c) ? exp2f(x * kScaleLog2 - mNew) : 0.0f;
+      sum += pv[e];
+    });
+    storeRowBf16<kN>(p + row * kLdP, pv);
     l = l * alpha + sum;
     if (half == 0)
       rowScale[warp][row] = alpha;
@@ -826,7 +868,7 @@ attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
     __syncthreads(); // v stored; every warp is done with k
     if (more)
       kStage.load(k + kvBase, j0 + kN);
-    productAccumulate<kDFragments, kN / 16>(p, kLdP, vs, kLd, oAcc);
+    productAccumulate<kDFragments, kN / 16>(pTile, kLdP, vTile, kLd, oAcc);
     if (more) {
       kStage.store(ks);
       vStage.load(v + kvBase, j0 + kN);
@@ -841,57 +883,16 @@ attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
       oAcc, scratch, kLdS, rowScale[warp], o + block.qBase, block.firstRow);
 }
 
-/// fn(k, column, x) for this lane's elements x of row lane / 2 of a warp's
-/// fp32 scratch tile N columns wide (`row` points at the row): the lane pair
-/// 2r, 2r + 1 shares row r, columns 8 t + 4 (lane % 2) + e, k = 4 t + e.
-template <int N, class Fn>
-__device__ __forceinline__ void forRowElements(const float *row, Fn fn) {
-  const int half = threadIdx.x % 2;
-#pragma unroll
-  for (int t = 0; t < N / 8; ++t) {
-    const float4 x = *reinterpret_cast<const float4 *>(row + 8 * t + 4 * half);
-    fn(4 * t + 0, 8 * t + 4 * half + 0, x.x);
-    fn(4 * t + 1, 8 * t + 4 * half + 1, x.y);
-    fn(4 * t + 2, 8 * t + 4 * half + 2, x.z);
-    fn(4 * t + 3, 8 * t + 4 * half + 3, x.w);
-  }
-}
-
-/// Stores this lane's forRowElements values as bf16 into `row` (the same
-/// columns of a bf16 tile row).
-template <int N>
-__device__ __forceinline__ void storeRowBf16(__nv_bfloat16 *row,
-                                             const float (&values)[N / 2]) {
-  const int half = threadIdx.x % 2;
-#pragma unroll
-  for (int t = 0; t < N / 8; ++t)
-#pragma unroll
-    for (int e = 0; e < 4; e += 2)
-      *reinterpret_cast<__nv_bfloat162 *>(row + 8 * t + 4 * half + e) =
-          __floats2bfloat162_rn(values[4 * t + e], values[4 * t + e + 1]);
-}
-
-/// The warp's scores against the [N, kDk] tile `tile` (q·kᵀ, or dO·vᵀ with
-/// dO's fragments) into its fp32 scratch (rows ld apart).
-template <int N, int KFragments>
-__device__ __forceinline__ void
-productToScratch(const AttentionFragA (&a)[KFragments],
-                 const __nv_bfloat16 *tile, int tileLd, float *scratch,
-                 int ld) {
-  AttentionAcc acc[N / 16];
-  productTransposed<N / 16>(a, tile, tileLd, acc);
-#pragma unroll
-  for (int n = 0; n < N / 16; ++n)
-    wmma::store_matrix_sync(scratch + n * 16, acc[n], ld, wmma::mem_row_major);
-  __syncwarp();
-}
-
-/// Backward phase 1 on tensor cores: a block of 16 query rows a warp, q and
-/// dO held as fragments. Pass A over the k tiles: the row maxima and sums
-/// (a lane pair a row, as in the forward pass), then lse and D =
-/// rowsum(dO ⊙ o) to `lse`, `delta`. Pass B over the k and v tiles: S =
-/// q·kᵀ, P = exp(scale S - lse) (fp32, in registers), dP = dO·vᵀ, dS = P
-/// (dP - D) as bf16 into the warp's tile, dq += dS·k; dq = scale dq.
+/// Backward phase 1 on tensor cores, one pass over the k and v tiles: a
+/// block of 16 query rows a warp pair (2 x kWarps warps), the pair's first
+/// warp holding q's fragments, the second dO's. Per tile: the first warp
+/// computes S = q·kᵀ into its fp32 scratch and, a lane pair a row, the
+/// running maximum m and sum l as the forward pass does, leaving P' =
+/// exp(scale S - m) there and the rescale factor of the row; the second
+/// computes dP = dO·vᵀ; after a barrier each warp writes dS' = P' (dP - D)
+/// as bf16 (D = rowsum(dO ⊙ o), computed first) and adds dS'·k to its half
+/// of dq's columns, rescaled when m grew. At the end dq = scale / l · dq,
+/// since dS = dS' / l; lse (base 2) and D go to `lse`, `delta`.
 template <class Config>
 __device__ void
 attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
@@ -901,20 +902,23 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
   using Traits = AttentionTraits<Config>;
   using Tiles = TensorTiles<Config>;
   constexpr int kLd = Tiles::kLd, kDFragments = Tiles::kDFragments;
+  // dq's column fragments: the first warp of a pair takes kHalf0.
+  constexpr int kHalf0 = (kDFragments + 1) / 2, kHalf1 = kDFragments / 2;
   constexpr int kN = Config::kKeyTile, kLdS = kN + 4, kLdP = kN + 8;
-  constexpr int kWarps = Config::kWarps, kBlockRows = kWarps * 16;
-  static_assert(Config::kRowsPerWarp == 16, "a warp owns 16 query rows");
+  constexpr int kPairs = Config::kWarps, kThreads = 2 * kPairs * kWarpSize;
+  constexpr int kBlockRows = kPairs * 16;
+  static_assert(Config::kRowsPerWarp == 16, "a warp pair owns 16 query rows");
   static_assert(kN % 16 == 0, "whole key fragments");
   constexpr int kQBytes = kBlockRows * kLd * 2;
-  // Two fp32 scratch tiles a warp: S (then P), dP.
-  constexpr int kScratchBytes = 2 * kWarps * 16 * kLdS * 4;
+  constexpr int kScratchFloats = 16 * kLdS;
+  constexpr int kScratchBytes = 2 * kPairs * kScratchFloats * 4;
   constexpr int kRegionBytes =
       kQBytes > kScratchBytes ? kQBytes : kScratchBytes;
   constexpr int kKvElements = kN * kLd;
-  __shared__ __align__(
-      128) unsigned char shared[kRegionBytes + 4 * kKvElements];
-  __shared__ __align__(32) __nv_bfloat16 dsTiles[kWarps][16 * kLdP];
-  __shared__ float rowScale[kWarps][16];
+  constexpr int kSharedBytes = kRegionBytes + 4 * kKvElements;
+  __shared__ __align__(128) unsigned char shared[kSharedBytes];
+  __shared__ __align__(32) __nv_bfloat16 dsTiles[2][kPairs][16 * kLdP];
+  __shared__ float rowScale[kPairs][16];
   static_assert(sizeof(shared) + sizeof(dsTiles) + sizeof(rowScale) <=
                     48 * 1024,
                 "static shared memory");
@@ -922,71 +926,18 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
   auto *ks = reinterpret_cast<__nv_bfloat16 *>(shared + kRegionBytes);
   __nv_bfloat16 *vs = ks + kKvElements;
 
-  const QueryBlock<Config> block;
-  const int warp = block.warp, lane = block.lane;
-  const Index qBase = block.qBase, kvBase = block.kvBase;
-  const int keyEnd = block.keyEnd;
-  using KvStage = RowStage<Config, kN, Traits::kKvStride>;
-  AttentionFragA qFrag[kDFragments], doFrag[kDFragments];
-  {
-    // q, then dO, through the region.
-    RowStage<Config, kBlockRows, Traits::kQStride> stage;
-    stage.load(q + qBase, block.i0);
-    stage.store(region);
-    __syncthreads();
-#pragma unroll
-    for (int f = 0; f < kDFragments; ++f)
-      wmma::load_matrix_sync(qFrag[f], region + warp * 16 * kLd + f * 16, kLd);
-    stage.load(dout + qBase, block.i0);
-    __syncthreads();
-    stage.store(region);
-    __syncthreads();
-#pragma unroll
-    for (int f = 0; f < kDFragments; ++f)
-      wmma::load_matrix_sync(doFrag[f], region + warp * 16 * kLd + f * 16, kLd);
-  }
-  KvStage kStage, vStage;
-  kStage.load(k + kvBase, 0);
-  kStage.store(ks);
-  __syncthreads(); // dO read: the region is the warps' scratch from here
-  float *scratch = reinterpret_cast<float *>(shared) + 2 * warp * 16 * kLdS;
-  float *dpScratch = scratch + 16 * kLdS;
-  __nv_bfloat16 *ds = dsTiles[warp];
+  const int warp = threadIdx.x / kWarpSize, lane = threadIdx.x % kWarpSize;
+  const int role = warp / kPairs, pair = warp % kPairs; // 0: q, 1: dO
+  const int h = blockIdx.y, b = blockIdx.z;
+  const int i0 = blockIdx.x * kBlockRows, firstRow = i0 + pair * 16;
+  const int keyEnd =
+      Config::kCausal ? min(i0 + kBlockRows, Traits::kSeq) : Traits::kSeq;
+  const Index qBase = Traits::base(b, h, Config::kHeads);
+  const Index kvBase = Traits::base(b, h / Traits::kGroup, Config::kKvHeads);
   const int row = lane / 2, half = lane % 2;
-  const int i = block.firstRow + row;
-  const float negInf = attentionNegInf();
-
-  // Pass A: the row maxima and sums, as in the forward pass.
-  float m = negInf, l = 0.0f;
-#pragma unroll 1
-  for (int j0 = 0; j0 < keyEnd; j0 += kN) {
-    const bool more = j0 + kN < keyEnd;
-    if (more)
-      kStage.load(k + kvBase, j0 + kN);
-    productToScratch<kN>(qFrag, ks, kLd, scratch, kLdS);
-    float tileMax = negInf;
-    forRowElements<kN>(scratch + row * kLdS, [&](int, int c, float x) {
-      tileMax = fmaxf(tileMax,
-                      Traits::visible(i, j0 + c) ? x * Config::kScale : negInf);
-    });
-    tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
-    const float mNew = fmaxf(m, tileMax);
-    float sum = 0.0f;
-    forRowElements<kN>(scratch + row * kLdS, [&](int, int c, float x) {
-      if (Traits::visible(i, j0 + c))
-        sum += expf(x * Config::kScale - mNew);
-    });
-    l = l * (mNew == negInf ? 1.0f : expf(m - mNew)) + sum;
-    m = mNew;
-    __syncthreads(); // every warp is done with k
-    if (more)
-      kStage.store(ks);
-    __syncthreads();
-  }
-  kStage.load(k + kvBase, 0);
-  vStage.load(v + kvBase, 0);
-  const float rowLse = m + logf(l + __shfl_xor_sync(0xffffffffu, l, 1));
-  float dot = 0.0f; // D: a lane takes every other 8-element vector
+  const int i = firstRow + row;
+  // D: a lane takes every other 8-element vector of its row.
+  float dot = 0.0f;
   if (i < Traits::kSeq)
     for (int d = 8 * half; d < Traits::kD; d += 16) {
       float x[8], y[8];
@@ -997,54 +948,121 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
         dot = fmaf(x[e], y[e], dot);
     }
   const float rowDelta = dot + __shfl_xor_sync(0xffffffffu, dot, 1);
-  if (half == 0 && i < Traits::kSeq) {
-    lse[Traits::rowIndex(block.b, block.h, i)] = rowLse;
-    delta[Traits::rowIndex(block.b, block.h, i)] = rowDelta;
+
+  using KvStage = RowStage<Config, kN, Traits::kKvStride, kThreads>;
+  AttentionFragA own[kDFragments]; // q (role 0) or dO (role 1)
+  {
+    // q, then dO, through the region.
+    RowStage<Config, kBlockRows, Traits::kQStride, kThreads> stage;
+    stage.load(q + qBase, i0);
+    stage.store(region);
+    __syncthreads();
+    if (role == 0)
+#pragma unroll
+      for (int f = 0; f < kDFragments; ++f)
+        wmma::load_matrix_sync(own[f], region + pair * 16 * kLd + f * 16, kLd);
+    stage.load(dout + qBase, i0);
+    __syncthreads();
+    stage.store(region);
+    __syncthreads();
+    if (role == 1)
+#pragma unroll
+      for (int f = 0; f < kDFragments; ++f)
+        wmma::load_matrix_sync(own[f], region + pair * 16 * kLd + f * 16, kLd);
   }
+  KvStage kStage, vStage;
+  kStage.load(k + kvBase, 0);
+  vStage.load(v + kvBase, 0);
   kStage.store(ks);
   vStage.store(vs);
-  __syncthreads();
+  __syncthreads(); // dO read: the region is the pairs' scratch from here
+  float *sScratch = reinterpret_cast<float *>(shared) + pair * kScratchFloats;
+  float *dpScratch = sScratch + kPairs * kScratchFloats;
+  float *scratch = role == 0 ? sScratch : dpScratch;
+  __nv_bfloat16 *ds = dsTiles[role][pair];
+  const FragmentRows rowOf(scratch, kLdS);
+  const float negInf = attentionNegInf();
+  constexpr float kScaleLog2 = Config::kScale * kLog2e;
 
-  // Pass B: dq = scale sum_j dS_ij k_j.
-  AttentionAcc dqAcc[kDFragments];
+  AttentionAcc dqAcc[kHalf0]; // columns 16 (role kHalf0 + f)
 #pragma unroll
-  for (int f = 0; f < kDFragments; ++f)
+  for (int f = 0; f < kHalf0; ++f)
     wmma::fill_fragment(dqAcc[f], 0.0f);
+  float m = negInf, l = 0.0f; // base 2; l: this lane's part of the row sum
 #pragma unroll 1
   for (int j0 = 0; j0 < keyEnd; j0 += kN) {
-    const bool more = j0 + kN < keyEnd;
-    productToScratch<kN>(qFrag, ks, kLd, scratch, kLdS);
-    productToScratch<kN>(doFrag, vs, kLd, dpScratch, kLdS);
-    float p[kN / 2];
-    forRowElements<kN>(scratch + row * kLdS, [&](int e, int c, float x) {
-      // exp(-inf) = 0 where masked.
-      p[e] = expf(Traits::visible(i, j0 + c) ? x * Config::kScale - rowLse
-                                             : negInf);
-    });
-    forRowElements<kN>(dpScratch + row * kLdS, [&](int e, int, float x) {
-      p[e] *= x - rowDelta; // dS
-    });
-    storeRowBf16<kN>(ds + row * kLdP, p);
-    __syncwarp();
-    // The next tile loads during dq's products (earlier, its registers
-    // would add to S's and dP's).
+    const bool more = j0 + kN < keyEnd; // the same in every thread
     if (more) {
       kStage.load(k + kvBase, j0 + kN);
       vStage.load(v + kvBase, j0 + kN);
     }
-    productAccumulate<kDFragments, kN / 16>(ds, kLdP, ks, kLd, dqAcc);
-    __syncthreads(); // every warp is done with k and v
+    const __nv_bfloat16 *kTile = unhoisted(ks), *vTile = unhoisted(vs);
+    const __nv_bfloat16 *dsTile = unhoisted(ds);
+    productToScratch<kN>(own, role == 0 ? kTile : vTile, kLd, scratch, kLdS);
+    if (role == 0) {
+      float p[kN / 2];
+      float tileMax = negInf;
+      forRowElements<kN>(scratch + row * kLdS, [&](int e, int c, float x) {
+        p[e] = Traits::visible(i, j0 + c) ? x * kScaleLog2 : negInf;
+        tileMax = fmaxf(tileMax, p[e]);
+      });
+      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+      // Finite from the first tile on: key 0 is visible to every row.
+      const float mNew = fmaxf(m, tileMax);
+      const float alpha = mNew == negInf ? 1.0f : exp2f(m - mNew);
+      m = mNew;
+      float sum = 0.0f;
+#pragma unroll
+      for (int e = 0; e < kN / 2; ++e) {
+        p[e] = p[e] == negInf ? 0.0f : exp2f(p[e] - mNew);
+        sum += p[e];
+      }
+      l = l * alpha + sum;
+#pragma unroll
+      for (int u = 0; u < kN / 8; ++u) // P', in place
+        *reinterpret_cast<float4 *>(scratch + row * kLdS + 8 * u + 4 * half) =
+            float4{p[4 * u], p[4 * u + 1], p[4 * u + 2], p[4 * u + 3]};
+      if (half == 0)
+        rowScale[pair][row] = alpha;
+    }
+    __syncthreads(); // P' and dP stored
+    {
+      float dsRow[kN / 2];
+      forRowElements<kN>(sScratch + row * kLdS,
+                         [&](int e, int, float x) { dsRow[e] = x; });
+      forRowElements<kN>(dpScratch + row * kLdS, [&](int e, int, float x) {
+        dsRow[e] *= x - rowDelta;
+      });
+      storeRowBf16<kN>(ds + row * kLdP, dsRow);
+    }
+    __syncwarp();
+    scaleRows(dqAcc, rowOf, rowScale[pair]);
+    if (role == 0)
+      productAccumulate<kHalf0, kN / 16>(dsTile, kLdP, kTile, kLd, dqAcc);
+    else
+      productAccumulate<kHalf1, kN / 16>(dsTile, kLdP, kTile + kHalf0 * 16, kLd,
+                                         dqAcc);
+    __syncthreads(); // every warp is done with k, v and the scratch
     if (more) {
       kStage.store(ks);
       vStage.store(vs);
     }
     __syncthreads();
   }
-  if (half == 0)
-    rowScale[warp][row] = Config::kScale;
-  __syncwarp();
+  if (role == 0) {
+    const float rowSum = l + __shfl_xor_sync(0xffffffffu, l, 1);
+    if (half == 0) {
+      rowScale[pair][row] = Config::kScale / rowSum;
+      if (i < Traits::kSeq) {
+        lse[Traits::rowIndex(b, h, i)] = m + log2f(rowSum);
+        delta[Traits::rowIndex(b, h, i)] = rowDelta;
+      }
+    }
+  }
+  __syncthreads();
   storeFragmentRows<Config, Config::kAccumulate, Traits::kQStride>(
-      dqAcc, scratch, kLdS, rowScale[warp], dq + qBase, block.firstRow);
+      dqAcc, scratch, kLdS, rowScale[pair], dq + qBase, firstRow, role * kHalf0,
+      role == 0 ? kHalf0 : kHalf1);
 }
 
 /// Backward phase 2 on tensor cores: a block of 16 keys a warp pair (2 x
@@ -1141,21 +1159,24 @@ __device__ void attentionBwdKeyValueTensorCore(
   const float *pScratch = scratchBase + pair * kScratchFloats;
   __nv_bfloat16 *opTile = opTiles[role][pair];
   const int row = lane / 2;
-  const int key = j0 + pair * 16 + row; // the lane pair's key
+  const int key = j0 + pair * 16 + row;                 // the lane pair's key
+  constexpr float kScaleLog2 = Config::kScale * kLog2e; // lse is base 2
 #pragma unroll 1
   for (int t = 0; t < tiles; ++t) {
     const bool more = t + 1 < tiles; // the same in every thread
     const int i0 = startOf(t);
     if (more)
       loadTile(t + 1);
-    productToScratch<kM>(own, role == 0 ? qs : dos, kLd, scratch, kLdS);
+    const __nv_bfloat16 *qTile = unhoisted(qs), *doTile = unhoisted(dos);
+    const __nv_bfloat16 *opTileHere = unhoisted(opTile);
+    productToScratch<kM>(own, role == 0 ? qTile : doTile, kLd, scratch, kLdS);
     if (role == 0) {
       // P, in place as fp32 (for dS) and as bf16 (for dv).
       float p[kM / 2];
       forRowElements<kM>(scratch + row * kLdS, [&](int e, int c, float x) {
         const int i = i0 + c;
         p[e] = i < Traits::kSeq && Traits::visible(i, key)
-                   ? expf(x * Config::kScale - tileLse[c])
+                   ? exp2f(x * kScaleLog2 - tileLse[c])
                    : 0.0f;
       });
       const int half = lane % 2;
@@ -1176,8 +1197,8 @@ __device__ void attentionBwdKeyValueTensorCore(
       storeRowBf16<kM>(opTile + row * kLdP, ds);
     }
     __syncwarp();
-    productAccumulate<kDFragments, kM / 16>(opTile, kLdP, role == 0 ? dos : qs,
-                                            kLd, acc);
+    productAccumulate<kDFragments, kM / 16>(
+        opTileHere, kLdP, role == 0 ? doTile : qTile, kLd, acc);
     __syncthreads(); // every warp is done with the q and dO tiles
     if (more)
       storeTile(t + 1);

@@ -23,8 +23,8 @@ constexpr uint32_t kMinBlocks = 4;
 /// and q's fragments in registers: at head_dim 128 ptxas needs more than
 /// 168 a thread (3 blocks), so 2 blocks of 4 warps a SM.
 constexpr uint32_t kTensorMinBlocks = 2;
-/// Backward phase 2 on tensor cores: 8 warps a block.
-constexpr uint32_t kTensorKeyValueMinBlocks = 1;
+/// The backward phases on tensor cores: 8 warps a block (warp pairs).
+constexpr uint32_t kTensorPairMinBlocks = 1;
 
 struct AttentionShape {
   int64_t batch, seq, heads, kvHeads, headDim;
@@ -96,13 +96,13 @@ int64_t tensorFwdSharedBytes(int64_t headDim, int keyTile) {
 }
 
 /// Shared bytes of attentionBwdQueryTensorCore: q and dO (then two fp32
-/// scratch tiles a warp), a k and a v tile of `keyTile` rows, the warps' dS
-/// tiles.
+/// scratch tiles a warp pair), a k and a v tile of `keyTile` rows, two dS
+/// tiles a warp pair.
 int64_t tensorBwdQuerySharedBytes(int64_t headDim, int keyTile) {
   int64_t ld = tensorLd(headDim);
   int64_t region = std::max<int64_t>(16 * kWarps * ld * 2,
                                      2 * kWarps * 16 * (keyTile + 4) * 4);
-  return region + 2 * keyTile * ld * 2 + kWarps * 16 * (keyTile + 8) * 2 +
+  return region + 2 * keyTile * ld * 2 + 2 * kWarps * 16 * (keyTile + 8) * 2 +
          kWarps * 16 * 4;
 }
 
@@ -179,7 +179,9 @@ void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
                                    return tensorBwdKeyValueSharedBytes(
                                        s.headDim, tile);
                                  })));
-    out.minBlocks = kTensorMinBlocks;
+    // A warp pair a 16 query rows (one holds q, the other dO).
+    out.threads = 2 * out.threads;
+    out.minBlocks = kTensorPairMinBlocks;
   }
   // lse and D of every (batch, q head, position), phase 1 to phase 2.
   std::string rowCount = std::to_string(s.batch * s.heads * s.seq);
@@ -194,8 +196,8 @@ void buildAttentionBwd(Reader &r, const std::string &T, Instance &out) {
               uint32_t(s.batch)};
   InstancePhase keyValue;
   // Tensor cores: a warp pair a 16 keys (one for dv, one for dk).
-  keyValue.threads = tensorCores ? 2 * out.threads : out.threads;
-  keyValue.minBlocks = tensorCores ? kTensorKeyValueMinBlocks : out.minBlocks;
+  keyValue.threads = out.threads;
+  keyValue.minBlocks = out.minBlocks;
   keyValue.body = "qlora::cuda::attentionBwdKeyValue<Config>(dout, q, k, v, "
                   "dk, dv, qloraAttentionLse, qloraAttentionDelta);";
   keyValue.grid = {ceilDiv(s.seq, keys * kWarps), uint32_t(s.kvHeads),
