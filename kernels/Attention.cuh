@@ -839,36 +839,42 @@ attentionFwdTensorCore(const __nv_bfloat16 *q, const __nv_bfloat16 *k,
     const bool more = j0 + kN < keyEnd; // the same in every thread
     const __nv_bfloat16 *kTile = unhoisted(ks), *vTile = unhoisted(vs);
     const __nv_bfloat16 *pTile = unhoisted(p);
-    productToScratch<kN>(qFrag, kTile, kLd, scratch, kLdS);
-    // Scores scaled to base 2, -inf where masked.
-    const float *sRow = scratch + row * kLdS;
-    float tileMax = negInf;
-    forRowElements<kN>(sRow, [&](int, int c, float x) {
-      tileMax =
-          fmaxf(tileMax, Traits::visible(i, j0 + c) ? x * kScaleLog2 : negInf);
-    });
-    tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
-    // mNew is finite once any key was visible: key 0 is visible to every
-    // row in the first tile. The guard keeps a fully masked row at 0.
-    const float mNew = fmaxf(m, tileMax);
-    const float alpha = mNew == negInf ? 1.0f : exp2f(m - mNew);
-    m = mNew;
-    float sum = 0.0f, pv[kN / 2];
-    forRowElements<kN>(sRow, [&](int e, int c, float x) {
-      pv[e] = Traits::visible(i, j0 + c) ? exp2f(x * kScaleLog2 - mNew) : 0.0f;
-      sum += pv[e];
-    });
-    storeRowBf16<kN>(p + row * kLdP, pv);
-    l = l * alpha + sum;
-    if (half == 0)
-      rowScale[warp][row] = alpha;
-    __syncwarp();
-    scaleRows(oAcc, rowOf, rowScale[warp]);
+    // Causal: a warp whose rows all precede the tile skips it (P = 0).
+    const bool seen = !Config::kCausal || j0 <= block.firstRow + 15;
+    if (seen) {
+      productToScratch<kN>(qFrag, kTile, kLd, scratch, kLdS);
+      // Scores scaled to base 2, -inf where masked.
+      const float *sRow = scratch + row * kLdS;
+      float tileMax = negInf;
+      forRowElements<kN>(sRow, [&](int, int c, float x) {
+        tileMax = fmaxf(tileMax,
+                        Traits::visible(i, j0 + c) ? x * kScaleLog2 : negInf);
+      });
+      tileMax = fmaxf(tileMax, __shfl_xor_sync(0xffffffffu, tileMax, 1));
+      // mNew is finite once any key was visible: key 0 is visible to every
+      // row in the first tile. The guard keeps a fully masked row at 0.
+      const float mNew = fmaxf(m, tileMax);
+      const float alpha = mNew == negInf ? 1.0f : exp2f(m - mNew);
+      m = mNew;
+      float sum = 0.0f, pv[kN / 2];
+      forRowElements<kN>(sRow, [&](int e, int c, float x) {
+        pv[e] =
+            Traits::visible(i, j0 + c) ? exp2f(x * kScaleLog2 - mNew) : 0.0f;
+        sum += pv[e];
+      });
+      storeRowBf16<kN>(p + row * kLdP, pv);
+      l = l * alpha + sum;
+      if (half == 0)
+        rowScale[warp][row] = alpha;
+      __syncwarp();
+      scaleRows(oAcc, rowOf, rowScale[warp]);
+    }
     vStage.store(vs);
     __syncthreads(); // v stored; every warp is done with k
     if (more)
       kStage.load(k + kvBase, j0 + kN);
-    productAccumulate<kDFragments, kN / 16>(pTile, kLdP, vTile, kLd, oAcc);
+    if (seen)
+      productAccumulate<kDFragments, kN / 16>(pTile, kLdP, vTile, kLd, oAcc);
     if (more) {
       kStage.store(ks);
       vStage.load(v + kvBase, j0 + kN);
@@ -998,8 +1004,11 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
     }
     const __nv_bfloat16 *kTile = unhoisted(ks), *vTile = unhoisted(vs);
     const __nv_bfloat16 *dsTile = unhoisted(ds);
-    productToScratch<kN>(own, role == 0 ? kTile : vTile, kLd, scratch, kLdS);
-    if (role == 0) {
+    // Causal: a pair whose rows all precede the tile skips it (dS = 0).
+    const bool seen = !Config::kCausal || j0 <= firstRow + 15;
+    if (seen)
+      productToScratch<kN>(own, role == 0 ? kTile : vTile, kLd, scratch, kLdS);
+    if (seen && role == 0) {
       float p[kN / 2];
       float tileMax = negInf;
       forRowElements<kN>(scratch + row * kLdS, [&](int e, int c, float x) {
@@ -1026,7 +1035,7 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
         rowScale[pair][row] = alpha;
     }
     __syncthreads(); // P' and dP stored
-    {
+    if (seen) {
       float dsRow[kN / 2];
       forRowElements<kN>(sScratch + row * kLdS,
                          [&](int e, int, float x) { dsRow[e] = x; });
@@ -1034,14 +1043,14 @@ attentionBwdQueryTensorCore(const __nv_bfloat16 *dout, const __nv_bfloat16 *q,
         dsRow[e] *= x - rowDelta;
       });
       storeRowBf16<kN>(ds + row * kLdP, dsRow);
+      __syncwarp();
+      scaleRows(dqAcc, rowOf, rowScale[pair]);
+      if (role == 0)
+        productAccumulate<kHalf0, kN / 16>(dsTile, kLdP, kTile, kLd, dqAcc);
+      else
+        productAccumulate<kHalf1, kN / 16>(dsTile, kLdP, kTile + kHalf0 * 16,
+                                           kLd, dqAcc);
     }
-    __syncwarp();
-    scaleRows(dqAcc, rowOf, rowScale[pair]);
-    if (role == 0)
-      productAccumulate<kHalf0, kN / 16>(dsTile, kLdP, kTile, kLd, dqAcc);
-    else
-      productAccumulate<kHalf1, kN / 16>(dsTile, kLdP, kTile + kHalf0 * 16, kLd,
-                                         dqAcc);
     __syncthreads(); // every warp is done with k, v and the scratch
     if (more) {
       kStage.store(ks);
@@ -1169,8 +1178,11 @@ __device__ void attentionBwdKeyValueTensorCore(
       loadTile(t + 1);
     const __nv_bfloat16 *qTile = unhoisted(qs), *doTile = unhoisted(dos);
     const __nv_bfloat16 *opTileHere = unhoisted(opTile);
-    productToScratch<kM>(own, role == 0 ? qTile : doTile, kLd, scratch, kLdS);
-    if (role == 0) {
+    // Causal: a pair whose keys all follow the tile's queries skips it.
+    const bool seen = !Config::kCausal || i0 + kM - 1 >= j0 + pair * 16;
+    if (seen)
+      productToScratch<kM>(own, role == 0 ? qTile : doTile, kLd, scratch, kLdS);
+    if (seen && role == 0) {
       // P, in place as fp32 (for dS) and as bf16 (for dv).
       float p[kM / 2];
       forRowElements<kM>(scratch + row * kLdS, [&](int e, int c, float x) {
@@ -1187,7 +1199,7 @@ __device__ void attentionBwdKeyValueTensorCore(
       storeRowBf16<kM>(opTile + row * kLdP, p);
     }
     __syncthreads(); // P stored
-    if (role == 1) {
+    if (seen && role == 1) {
       float ds[kM / 2];
       forRowElements<kM>(pScratch + row * kLdS,
                          [&](int e, int, float x) { ds[e] = x; });
@@ -1197,8 +1209,9 @@ __device__ void attentionBwdKeyValueTensorCore(
       storeRowBf16<kM>(opTile + row * kLdP, ds);
     }
     __syncwarp();
-    productAccumulate<kDFragments, kM / 16>(
-        opTileHere, kLdP, role == 0 ? doTile : qTile, kLd, acc);
+    if (seen)
+      productAccumulate<kDFragments, kM / 16>(
+          opTileHere, kLdP, role == 0 ? doTile : qTile, kLd, acc);
     __syncthreads(); // every warp is done with the q and dO tiles
     if (more)
       storeTile(t + 1);
