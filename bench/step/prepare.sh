@@ -44,7 +44,8 @@ if [ "${SKIP_BUILD:-0}" != 1 ]; then
   if [ ! -f "$BUILD/build.ninja" ]; then
     cmake -G Ninja -S "$ROOT" -B "$BUILD" -DCMAKE_BUILD_TYPE=Release
   fi
-  ninja -C "$BUILD" -j"${JOBS:-2}" qloracc qloracc-import qlora-run
+  ninja -C "$BUILD" -j"${JOBS:-2}" qloracc qloracc-import qlora-run \
+    qlora-cuda-emulator
 fi
 for tool in qloracc qloracc-import qlora-run; do
   [ -x "$BUILD/bin/$tool" ] || fail "no $BUILD/bin/$tool (build it, or unset SKIP_BUILD)"
@@ -68,7 +69,8 @@ for preset in $PRESETS; do
     fail "qloracc-import --preset $preset failed"
   # shellcheck disable=SC2086 # QLORACC_FLAGS is a list of flags
   if ! "$BUILD/bin/qloracc" "$work/$preset.mlir" $QLORACC_FLAGS --no-summary \
-    -o "$STAGE/$preset.train.bin" 2>"$work/qloracc.err"; then
+    --dump-kernels "$work/$preset-kernels" -o "$STAGE/$preset.train.bin" \
+    2>"$work/qloracc.err"; then
     cat "$work/qloracc.err" >&2
     fail "qloracc $QLORACC_FLAGS could not compile $preset (is this qloracc" \
       "new enough for these flags, and built with NVRTC for --cuda?)"
@@ -95,6 +97,28 @@ count, vocab = int(sys.argv[2]), int(sys.argv[3])
 with open(sys.argv[1], "wb") as f:
     f.write(struct.pack(f"<{count}H", *(rng.randrange(vocab) for _ in range(count))))
 EOF
+
+# Each program's launches checked on an emulated H100 before it travels
+# (test/emu/driver with QLORA_CUDA_EMU_LAUNCH=check: no kernel runs, ~30 s
+# and the frozen weights' size in host memory a preset): grid and block
+# limits, __launch_bounds__, shared memory, every kernel pointer inside the
+# arena, the arena inside 80 GiB. CHECK_LAUNCHES=0 skips it.
+emulator=$BUILD/lib/cuda-emulator
+if [ "${CHECK_LAUNCHES:-1}" = 1 ]; then
+  [ -f "$emulator/libcuda.so.1" ] ||
+    fail "no $emulator/libcuda.so.1 to check the launches with (build qlora-cuda-emulator, or CHECK_LAUNCHES=0)"
+  for preset in $PRESETS; do
+    if ! LD_LIBRARY_PATH=$emulator QLORA_CUDA_EMU_LAUNCH=check \
+      QLORA_CUDA_EMU_KERNELS=$work/$preset-kernels QLORA_CUDA_EMU_MEMORY=80G \
+      "$BUILD/bin/qlora-run" "$STAGE/$preset.train.bin" --data "$STAGE/tokens.u16" \
+      --steps 2 --device cuda --no-progress >"$work/check.log" 2>&1; then
+      cat "$work/check.log" >&2
+      fail "$preset: a launch fails on the emulated H100 (above)"
+    fi
+    echo "checked $preset: every launch of 2 steps fits an H100," \
+      "$(grep -o 'measured peak: .*' "$work/check.log" | tail -1)"
+  done
+fi
 
 # The bitsandbytes wheel for the GPU machine's Python 3.12. Its newer wheels
 # are tagged manylinux_2_24, which the device README's list lacks.

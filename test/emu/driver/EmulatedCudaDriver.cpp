@@ -184,7 +184,7 @@ QLORA_EMU_EXPORT CUresult cuMemsetD8_v2(CUdeviceptr dst, unsigned char value,
   std::byte *to = d.gpu.resolve(dst, bytes, "cuMemsetD8 destination");
   if (!to)
     return emu::kInvalidValue;
-  std::memset(to, value, bytes);
+  d.gpu.fill(to, value, bytes);
   return CUDA_SUCCESS;
 }
 

@@ -3,6 +3,7 @@
 
 #include <cstdlib>
 #include <cstring>
+#include <sys/mman.h>
 #include <thread>
 #include <unistd.h>
 
@@ -44,6 +45,14 @@ template <class T> T readAt(const std::byte *bytes, size_t offset) {
 }
 
 constexpr uint16_t kEmCuda = 190;
+
+size_t pageBytes() {
+  static const size_t bytes = size_t(sysconf(_SC_PAGESIZE));
+  return bytes;
+}
+size_t mappedBytes(size_t bytes) {
+  return (bytes + pageBytes() - 1) / pageBytes() * pageBytes();
+}
 
 } // namespace
 
@@ -128,8 +137,15 @@ CUresult EmulatedGpu::init() {
   unsigned jobs = env("QLORA_CUDA_EMU_JOBS")
                       ? unsigned(std::atoi(env("QLORA_CUDA_EMU_JOBS")))
                       : std::max(1u, std::thread::hardware_concurrency());
+  if (const char *mode = env("QLORA_CUDA_EMU_LAUNCH")) {
+    if (std::string(mode) != "run" && std::string(mode) != "check")
+      return fail(kInvalidValue, std::string("QLORA_CUDA_EMU_LAUNCH '") + mode +
+                                     "' is not run or check");
+    runKernels_ = std::string(mode) == "run";
+  }
   std::string error;
-  if (!catalog_.open(dirs, cache, jobs, error))
+  if (!catalog_.scan(dirs, error) ||
+      (runKernels_ && !catalog_.compile(cache, jobs, error)))
     return fail(kNotInitialized, error);
   std::string pattern =
       (std::filesystem::temp_directory_path() / "qlora-cuda-emu-XXXXXX")
@@ -187,13 +203,15 @@ CUresult EmulatedGpu::allocate(CUdeviceptr &pointer, size_t bytes) {
   if (bytes > freeBytes())
     return fail(kOutOfMemory, std::to_string(bytes) + " bytes asked, " +
                                   std::to_string(freeBytes()) + " free");
-  // 256-byte aligned, as cuMemAlloc's are.
-  size_t rounded = (bytes + 255) / 256 * 256;
-  void *memory = std::aligned_alloc(256, rounded);
-  if (!memory)
+  // Page-aligned (cuMemAlloc's are 256-byte aligned); pages are backed
+  // when written.
+  void *memory = mmap(nullptr, mappedBytes(bytes), PROT_READ | PROT_WRITE,
+                      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (memory == MAP_FAILED)
     return fail(kOutOfMemory,
-                "the host has no " + std::to_string(bytes) + " bytes to give");
-  std::memset(memory, 0xff, bytes);
+                "the host cannot map " + std::to_string(bytes) + " bytes");
+  if (runKernels_)
+    std::memset(memory, 0xff, bytes);
   pointer = CUdeviceptr(reinterpret_cast<uintptr_t>(memory));
   allocations_[pointer] = bytes;
   allocatedBytes_ += bytes;
@@ -206,7 +224,7 @@ CUresult EmulatedGpu::free(CUdeviceptr pointer) {
     return fail(kInvalidValue, "cuMemFree of a pointer cuMemAlloc did not "
                                "return (or freed already)");
   allocatedBytes_ -= it->second;
-  std::free(reinterpret_cast<void *>(uintptr_t(pointer)));
+  munmap(reinterpret_cast<void *>(uintptr_t(pointer)), mappedBytes(it->second));
   allocations_.erase(it);
   return CUDA_SUCCESS;
 }
@@ -226,6 +244,19 @@ std::byte *EmulatedGpu::resolve(CUdeviceptr pointer, size_t bytes,
                 (unsigned long long)pointer, bytes);
   fail(kInvalidValue, text);
   return nullptr;
+}
+
+void EmulatedGpu::fill(std::byte *to, unsigned char value, size_t bytes) {
+  // Zeroing whole pages gives them back instead of writing them.
+  auto first = (uintptr_t(to) + pageBytes() - 1) / pageBytes() * pageBytes();
+  auto last = (uintptr_t(to) + bytes) / pageBytes() * pageBytes();
+  if (value != 0 || last <= first) {
+    std::memset(to, value, bytes);
+    return;
+  }
+  std::memset(to, 0, first - uintptr_t(to));
+  madvise(reinterpret_cast<void *>(first), last - first, MADV_DONTNEED);
+  std::memset(reinterpret_cast<void *>(last), 0, uintptr_t(to) + bytes - last);
 }
 
 CUresult EmulatedGpu::loadModule(EmulatedModule *&module, const void *image) {
@@ -307,12 +338,14 @@ CUresult EmulatedGpu::getFunction(EmulatedFunction *&function,
                                        "QLORA_CUDA_EMU_KERNELS defines '") +
                                entry + "'");
   const CatalogSource &source = catalog_.sources()[info->source];
-  if (module->source && module->source != &source)
+  if (!module->source)
+    module->source = &source;
+  else if (module->source != &source)
     return fail(kNotFound, std::string("'") + entry + "' is in " +
                                source.path.string() +
                                ", the module's other functions in " +
                                module->source->path.string());
-  if (!module->library) {
+  if (runKernels_ && !module->library) {
     // A copy a module: two modules of one source keep separate globals.
     std::filesystem::path dir =
         moduleDir_ / ("module-" + std::to_string(modulesLoaded_++));
@@ -326,7 +359,6 @@ CUresult EmulatedGpu::getFunction(EmulatedFunction *&function,
       return fail(kInvalidImage, "cannot load the host library of " +
                                      source.path.string() + ": " +
                                      (ec ? ec.message() : error));
-    module->source = &source;
   }
   function = new EmulatedFunction{module, entry, *info};
   functions_.insert(function);
@@ -400,6 +432,8 @@ CUresult EmulatedGpu::launch(EmulatedFunction *function,
       return kInvalidValue;
     args[size_t(i)] = reinterpret_cast<void *>(uintptr_t(pointer));
   }
+  if (!runKernels_)
+    return CUDA_SUCCESS;
   std::string error;
   if (!function->module->library->launch(
           entry, args, {grid[0], grid[1], grid[2]}, block[0], error))

@@ -27,6 +27,14 @@
 //   QLORA_CUDA_EMU_MEMORY   the device's memory in bytes, or with a K, M or G
 //                           suffix (default 80G)
 //   QLORA_CUDA_EMU_JOBS     host compilers at a time (default: the cores)
+//   QLORA_CUDA_EMU_LAUNCH   `run` (default) or `check`: every launch is
+//                           checked but no kernel runs and nothing is
+//                           compiled, so that programs of real model sizes
+//                           (bench/step's) are checked in seconds; the loss
+//                           then reads 0
+//
+// Device memory is anonymous mmap memory: a 0 memset of fresh pages touches
+// nothing, so a large arena costs host memory only where it is written.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TEST_EMU_DRIVER_EMULATEDGPU_H
@@ -101,6 +109,8 @@ public:
   /// The host address of [pointer, pointer + bytes) if it lies inside one
   /// allocation; otherwise nullptr and the detail says what is wrong.
   std::byte *resolve(CUdeviceptr pointer, size_t bytes, const char *what);
+  /// cuMemsetD8 of resolved memory.
+  void fill(std::byte *to, unsigned char value, size_t bytes);
 
   CUresult loadModule(EmulatedModule *&module, const void *image);
   CUresult unloadModule(EmulatedModule *module);
@@ -126,6 +136,7 @@ private:
   EmulatedGpu() = default;
 
   bool initialized_ = false;
+  bool runKernels_ = true;
   int devices_ = 1, major_ = 9, minor_ = 0;
   size_t totalBytes_ = size_t(80) << 30, allocatedBytes_ = 0;
   KernelCatalog catalog_;

@@ -53,8 +53,8 @@ int countParameters(const std::string &list) {
 
 } // namespace
 
-bool KernelCatalog::scan(const std::filesystem::path &file,
-                         std::string &error) {
+bool KernelCatalog::scanFile(const std::filesystem::path &file,
+                             std::string &error) {
   static const std::regex kEntry(
       R"(extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)[^)]*\)\s*)?(\w+)\s*\(([^)]*)\))");
   std::string text = readFile(file);
@@ -84,9 +84,7 @@ bool KernelCatalog::scan(const std::filesystem::path &file,
   return true;
 }
 
-bool KernelCatalog::open(const std::string &dirs,
-                         const std::filesystem::path &cacheDir, unsigned jobs,
-                         std::string &error) {
+bool KernelCatalog::scan(const std::string &dirs, std::string &error) {
   std::stringstream list(dirs);
   for (std::string dir; std::getline(list, dir, ':');) {
     if (dir.empty())
@@ -102,7 +100,7 @@ bool KernelCatalog::open(const std::string &dirs,
     }
     std::sort(files.begin(), files.end());
     for (const std::filesystem::path &file : files)
-      if (!scan(file, error))
+      if (!scanFile(file, error))
         return false;
   }
   if (sources_.empty()) {
@@ -110,7 +108,11 @@ bool KernelCatalog::open(const std::string &dirs,
             "' (write them with qloracc --dump-kernels DIR)";
     return false;
   }
+  return true;
+}
 
+bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
+                            unsigned jobs, std::string &error) {
   // The key covers what the library depends on: the source, the shim and
   // the compiler flags.
   const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");

@@ -35,17 +35,19 @@ struct CatalogSource {
 
 class KernelCatalog {
 public:
-  /// Scans `dirs` (colon-separated) and compiles what is not cached in
-  /// `cacheDir` with `jobs` compilers at a time, reporting progress on
-  /// stderr. False and `error` on the first failure.
-  bool open(const std::string &dirs, const std::filesystem::path &cacheDir,
-            unsigned jobs, std::string &error);
+  /// Scans `dirs` (colon-separated).
+  bool scan(const std::string &dirs, std::string &error);
+  /// Compiles what is not cached in `cacheDir` with `jobs` compilers at a
+  /// time, reporting progress on stderr. False and `error` on the first
+  /// failure.
+  bool compile(const std::filesystem::path &cacheDir, unsigned jobs,
+               std::string &error);
 
   const CatalogEntry *find(const std::string &entry) const;
   const std::vector<CatalogSource> &sources() const { return sources_; }
 
 private:
-  bool scan(const std::filesystem::path &file, std::string &error);
+  bool scanFile(const std::filesystem::path &file, std::string &error);
 
   std::vector<CatalogSource> sources_;
   std::map<std::string, CatalogEntry> entries_;
