@@ -6,7 +6,8 @@
 // that runs the kernels. The runner (CudaEmuTest.cpp) puts empty
 // <cuda_bf16.h>, <cuda_fp16.h> and <mma.h> on the include path.
 //
-// Execution model: the blocks of a launch run one after another, so
+// Execution model: the blocks of a launch run one after another (in the
+// order $QLORA_EMU_BLOCK_ORDER names: forward, reverse or scattered), so
 // __device__ globals, atomics and the last-block-finishes pattern behave as
 // on a GPU whose blocks happen to run in order. A block's threads are fibers
 // on one OS thread with their own stacks; they switch only at barriers
@@ -32,6 +33,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <math.h>
+#include <numeric>
 #include <sys/mman.h>
 #include <type_traits>
 #include <utility>
@@ -519,7 +521,39 @@ inline void startFiber(Fiber &fiber) {
   fiber.done = false;
 }
 
-/// Runs `body` on every thread of every block of `grid`, blocks in order.
+/// The order blocks run in: $QLORA_EMU_BLOCK_ORDER `forward` (default),
+/// `reverse` or `scattered` (a fixed permutation). A GPU runs blocks in any
+/// order, so a kernel must give the same results under all three.
+enum class BlockOrder { kForward, kReverse, kScattered };
+inline BlockOrder blockOrder() {
+  static const BlockOrder order = [] {
+    const char *name = std::getenv("QLORA_EMU_BLOCK_ORDER");
+    if (!name || !*name || std::strcmp(name, "forward") == 0)
+      return BlockOrder::kForward;
+    if (std::strcmp(name, "reverse") == 0)
+      return BlockOrder::kReverse;
+    if (std::strcmp(name, "scattered") == 0)
+      return BlockOrder::kScattered;
+    std::fprintf(stderr,
+                 "cuda emulator: QLORA_EMU_BLOCK_ORDER '%s' is not "
+                 "forward, reverse or scattered\n",
+                 name);
+    std::abort();
+  }();
+  return order;
+}
+
+/// The n-th of `blocks` block indices in a scattered order: n times a
+/// stride near blocks / phi that shares no factor with `blocks`.
+inline uint64_t scatter(uint64_t n, uint64_t blocks) {
+  uint64_t stride = blocks * 618 / 1000 | 1;
+  while (std::gcd(stride, blocks) != 1)
+    stride += 2;
+  return n * stride % blocks;
+}
+
+/// Runs `body` on every thread of every block of `grid`, blocks one after
+/// another (in blockOrder()).
 template <class Body>
 void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
   l.body = [](void *closure) { (*static_cast<Body *>(closure))(); };
@@ -530,24 +564,28 @@ void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
   gridDim = grid;
   blockDim = {threads, 1, 1};
   launch = &l;
-  for (unsigned z = 0; z < grid.z; ++z)
-    for (unsigned y = 0; y < grid.y; ++y)
-      for (unsigned x = 0; x < grid.x; ++x) {
-        blockIdx = {x, y, z};
-        l.block = {int(threads), 0, 0};
-        l.warps.assign(size_t(warps), Group{});
-        for (int w = 0; w < warps; ++w)
-          l.warps[size_t(w)].count = std::min(32, int(threads) - 32 * w);
-        l.slots.assign(size_t(warps) * 64, 0);
-        l.shuffles.assign(threads, 0);
-        l.finished = 0;
-        for (unsigned t = 0; t < threads; ++t) {
-          l.fibers[t].id = {t, 0, 0};
-          startFiber(l.fibers[t]);
-        }
-        l.current = 0;
-        resume(l.scheduler, l.fibers[0]);
-      }
+  const uint64_t blocks = uint64_t(grid.x) * grid.y * grid.z;
+  const BlockOrder order = blockOrder();
+  for (uint64_t n = 0; n < blocks; ++n) {
+    const uint64_t b = order == BlockOrder::kForward   ? n
+                       : order == BlockOrder::kReverse ? blocks - 1 - n
+                                                       : scatter(n, blocks);
+    blockIdx = {unsigned(b % grid.x), unsigned(b / grid.x % grid.y),
+                unsigned(b / grid.x / grid.y)};
+    l.block = {int(threads), 0, 0};
+    l.warps.assign(size_t(warps), Group{});
+    for (int w = 0; w < warps; ++w)
+      l.warps[size_t(w)].count = std::min(32, int(threads) - 32 * w);
+    l.slots.assign(size_t(warps) * 64, 0);
+    l.shuffles.assign(threads, 0);
+    l.finished = 0;
+    for (unsigned t = 0; t < threads; ++t) {
+      l.fibers[t].id = {t, 0, 0};
+      startFiber(l.fibers[t]);
+    }
+    l.current = 0;
+    resume(l.scheduler, l.fibers[0]);
+  }
   launch = nullptr;
 }
 
