@@ -1,5 +1,7 @@
 //===- Executor.cpp - Runs the step program of a train.bin ----------------===//
 #include "runtime/exec/Executor.h"
+
+#include "runtime/exec/KernelFlops.h"
 #include "runtime/exec/RandomInit.h"
 
 #include "runtime/format/train_generated.h"
@@ -189,6 +191,13 @@ std::string_view Executor::instrLabel(uint32_t index) const {
       ->Get(instr.kernel())
       ->template_name()
       ->string_view();
+}
+
+std::optional<double> Executor::instrFlops(uint32_t index) const {
+  const fb::Instr &instr = *program_.instrs()->Get(index);
+  if (instr.kind() != fb::InstrKind::Launch)
+    return std::nullopt;
+  return modelFlops(instrLabel(index), file_.kernelParams(instr.kernel()));
 }
 
 std::optional<uint32_t>

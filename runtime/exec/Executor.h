@@ -65,6 +65,9 @@ public:
   /// its kernel's template name, or "copy".
   uint32_t instrCount() const;
   std::string_view instrLabel(uint32_t index) const;
+  /// The model FLOPs of instruction `index` (KernelFlops.h), if it has a
+  /// count.
+  std::optional<double> instrFlops(uint32_t index) const;
 
   /// Runs the step program once and waits for it. Fails before running an
   /// instruction at which two live buffers overlap in the arena.

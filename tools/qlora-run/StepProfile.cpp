@@ -15,6 +15,10 @@ bool StepProfile::mark(std::string &error) {
         byLabel_[std::string(executor_.instrLabel(uint32_t(current_)))];
     entry.launches += 1;
     entry.seconds += std::chrono::duration<double>(now - last_).count();
+    if (flops_.empty())
+      for (uint32_t i = 0; i < executor_.instrCount(); ++i)
+        flops_.push_back(executor_.instrFlops(i));
+    entry.flops += flops_[size_t(current_)].value_or(0.0);
   }
   last_ = now;
   return true;
@@ -49,14 +53,18 @@ void StepProfile::print(std::FILE *out) const {
     total += entry.seconds;
   std::fprintf(out,
                "profile: %lld step(s), %.2f ms per step (each instruction "
-               "waited for)\n  %-20s %10s %12s %7s\n",
+               "waited for)\n  %-20s %10s %12s %7s %9s\n",
                (long long)steps_, 1e3 * total / double(steps_), "kernel",
-               "launches", "ms/step", "share");
-  for (const auto &[label, entry] : rows)
-    std::fprintf(out, "  %-20s %10llu %12.3f %6.1f%%\n", label.c_str(),
+               "launches", "ms/step", "share", "TFLOP/s");
+  for (const auto &[label, entry] : rows) {
+    std::fprintf(out, "  %-20s %10llu %12.3f %6.1f%%", label.c_str(),
                  (unsigned long long)(entry.launches / uint64_t(steps_)),
                  1e3 * entry.seconds / double(steps_),
                  total > 0 ? 100.0 * entry.seconds / total : 0.0);
+    if (entry.flops > 0 && entry.seconds > 0)
+      std::fprintf(out, " %9.3f", entry.flops / entry.seconds * 1e-12);
+    std::fputc('\n', out);
+  }
 }
 
 } // namespace qlora::run

@@ -4,7 +4,8 @@
 // waiting for the backend before and after it (so the numbers are device
 // time plus one launch latency each, and the profiled steps run slower than
 // unprofiled ones), sums per kernel template and prints, after the run, the
-// launches, milliseconds and share of each template per step.
+// launches, milliseconds and share of each template per step, and for the
+// matrix-heavy templates the model TFLOP/s (runtime/exec/KernelFlops.h).
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
@@ -15,7 +16,9 @@
 #include <chrono>
 #include <cstdio>
 #include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace qlora::run {
 
@@ -35,11 +38,13 @@ private:
   struct Entry {
     uint64_t launches = 0;
     double seconds = 0;
+    double flops = 0; ///< of the launches with a count
   };
   bool mark(std::string &error);
 
   exec::Executor &executor_;
   std::map<std::string, Entry, std::less<>> byLabel_;
+  std::vector<std::optional<double>> flops_; ///< per instruction
   std::chrono::steady_clock::time_point last_;
   int64_t current_ = -1; ///< the instruction being timed, or -1
   int64_t steps_ = 0;
