@@ -1,9 +1,13 @@
 //===- CudaAttentionSource.cpp - attention_fwd, attention_bwd builders ----===//
 //
-// Instantiates kernels/Attention.cuh. Tiles are fp32 in static shared memory
-// (at most 48 KiB, no opt-in): with 4 warps, a forward block takes 16 query
-// rows at head_dim 128 (32 up to 64), backward phase 1 8 rows (16), phase 2
-// 8 keys (16); every inner tile is 32 keys or queries.
+// Instantiates kernels/Attention.cuh, whose entries run AttentionFma.cuh
+// for f32 activations and AttentionTensorCore.cuh for bf16 ones. Shared
+// memory is static (at most 48 KiB, no opt-in). FMA path: fp32 tiles; with
+// 4 warps, a forward block takes 16 query rows at head_dim 128 (32 up to
+// 64), backward phase 1 8 rows (16), phase 2 8 keys (16); every inner tile
+// is 32 keys or queries. Tensor-core path: bf16 tiles, 64-row blocks of 16
+// rows a warp (a warp pair in the backward phases), inner tiles of 64 keys
+// (32 at head_dim 128).
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelBuilder.h"
@@ -50,6 +54,8 @@ AttentionShape attentionConfig(Reader &r, const std::string &T, Instance &out) {
            std::to_string(kMaxGridYz) + " (grid y and z), found " +
            std::to_string(s.heads) + " and " + std::to_string(s.batch));
   out.family = "Attention.cuh";
+  out.uses = {"AttentionShared.cuh", "AttentionFma.cuh",
+              "AttentionTensorCore.cuh"};
   out.threads = uint32_t(kWarps * 32);
   out.minBlocks = kMinBlocks;
   out.config = {typeLine("T", T),
@@ -66,7 +72,7 @@ AttentionShape attentionConfig(Reader &r, const std::string &T, Instance &out) {
 }
 
 /// Shared bytes of a block holding `rows` broadcast rows of `tensors`
-/// tensors and 32-row padded tiles of `tiles` tensors (Attention.cuh).
+/// tensors and 32-row padded tiles of `tiles` tensors (AttentionFma.cuh).
 int64_t sharedBytes(int64_t headDim, int64_t rows, int tensors, int tiles) {
   return 4 * (rows * headDim * tensors + kTile * (headDim + 4) * tiles);
 }
@@ -82,7 +88,8 @@ int rowsPerWarp(Reader &r, int64_t headDim, int tensors, int tiles) {
   return 1;
 }
 
-/// The tensor-core path's bf16 row stride (Attention.cuh's TensorTiles).
+/// The tensor-core path's bf16 row stride (AttentionTensorCore.cuh's
+/// TensorTiles).
 int64_t tensorLd(int64_t headDim) { return (headDim + 15) / 16 * 16 + 8; }
 
 /// Shared bytes of attentionFwdTensorCore: q (then the warps' fp32 score
