@@ -153,18 +153,6 @@ __device__ __forceinline__ void scaleRows(AttentionAcc (&acc)[Fragments],
   }
 }
 
-/// `p`, hidden from the optimizer. WMMA's bf16 loads take 64-bit generic
-/// addresses; a loop's tile pointers passed through this at the top of each
-/// iteration keep the compiler from computing every fragment address once,
-/// before the loop, and holding each in two registers across it (that alone
-/// cost some 40 registers a kernel at head_dim 128).
-template <typename T> __device__ __forceinline__ T *unhoisted(T *p) {
-#if defined(__CUDA_ARCH__)
-  asm volatile("" : "+l"(p));
-#endif
-  return p;
-}
-
 /// acc[n] = A · Bᵀ over K = 16 * KFragments: A the warp's 16 rows (fragments
 /// `a`), B the rows of `tile` (ld `ld`), fragment n its rows 16 n.
 template <int N, int KFragments>

@@ -119,6 +119,18 @@ __device__ __forceinline__ V blockReduce(V v, Op op) {
   return v;
 }
 
+/// `p`, opaque to the optimizer: called on a shared tile's pointer at the
+/// top of each loop iteration, it keeps the compiler from computing every
+/// WMMA fragment address (64-bit, generic) once before the loop and holding
+/// each in two registers across it (some 40 registers in attention at
+/// head_dim 128; 2 in the GEMM, which then fits two blocks a SM).
+template <typename T> __device__ __forceinline__ T *unhoisted(T *p) {
+#if defined(__CUDA_ARCH__)
+  asm volatile("" : "+l"(p));
+#endif
+  return p;
+}
+
 /// True in exactly one block, the last of the grid to call it: the block
 /// that combines what the others wrote to global memory (each thread's
 /// writes are fenced before the count). `counter` is reset for the next

@@ -99,7 +99,8 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
       stageA.load(a, m0, (step + 1) * kTileK);
       stageB.load(b, n0, (step + 1) * kTileK);
     }
-    const __nv_bfloat16 *tileA = tiles + (step % 2) * kStageElements;
+    const __nv_bfloat16 *tileA =
+        unhoisted(tiles + (step % 2) * kStageElements);
     const __nv_bfloat16 *tileB = tileA + kTileM * kLd;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
