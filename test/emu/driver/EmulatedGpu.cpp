@@ -61,7 +61,7 @@ EmulatedGpu &EmulatedGpu::get() {
   return *gpu;
 }
 
-CUresult EmulatedGpu::fail(CUresult code, std::string detail) {
+CUresult EmulatedGpu::fail(CUresult code, std::string detail) const {
   lastCode_ = code;
   lastDetail_ = std::move(detail);
   return code;
@@ -191,9 +191,8 @@ CUresult EmulatedGpu::attribute(CUdevice_attribute which, int &value) const {
     value = major_ == 9 ? 232448 : minor_ == 0 ? 166912 : 101376;
     return CUDA_SUCCESS;
   default:
-    return const_cast<EmulatedGpu *>(this)->fail(
-        kInvalidValue,
-        "device attribute " + std::to_string(which) + " is not emulated");
+    return fail(kInvalidValue, "device attribute " + std::to_string(which) +
+                                   " is not emulated");
   }
 }
 

@@ -126,7 +126,7 @@ public:
   CUresult destroyStream(CUstream stream);
 
   /// Returns `code` and keeps `detail` for cuGetErrorString.
-  CUresult fail(CUresult code, std::string detail);
+  CUresult fail(CUresult code, std::string detail) const;
   /// cuGetErrorString's text: the standard one, with the detail of the
   /// last failure when it had this code.
   const char *errorString(CUresult code);
@@ -146,8 +146,10 @@ private:
   std::set<EmulatedModule *> modules_;
   std::set<EmulatedFunction *> functions_;
   std::set<CUstream> streams_;
-  CUresult lastCode_ = 0;
-  std::string lastDetail_, errorText_;
+  // The last failure, kept by the const queries too.
+  mutable CUresult lastCode_ = 0;
+  mutable std::string lastDetail_;
+  std::string errorText_;
 };
 
 } // namespace qlora::cuda::emu
