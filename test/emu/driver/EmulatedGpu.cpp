@@ -1,6 +1,7 @@
 //===- EmulatedGpu.cpp - The device behind the emulated CUDA driver -------===//
 #include "test/emu/driver/EmulatedGpu.h"
 
+#include <cctype>
 #include <cstdlib>
 #include <cstring>
 #include <sys/mman.h>
@@ -345,7 +346,7 @@ CUresult EmulatedGpu::getFunction(EmulatedFunction *&function,
                                ", the module's other functions in " +
                                module->source->path.string());
   if (runKernels_ && !module->library) {
-    // A copy a module: two modules of one source keep separate globals.
+    // A copy per module: two modules of one source keep separate globals.
     std::filesystem::path dir =
         moduleDir_ / ("module-" + std::to_string(modulesLoaded_++));
     std::error_code ec;

@@ -57,8 +57,8 @@ bool KernelCatalog::scanFile(const std::filesystem::path &file,
                              std::string &error) {
   static const std::regex kEntry(
       R"(extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)[^)]*\)\s*)?(\w+)\s*\(([^)]*)\))");
-  std::string text = readFile(file);
-  CatalogSource source{file, {}, {}};
+  CatalogSource source{file, readFile(file), {}, {}};
+  const std::string &text = source.text;
   for (std::sregex_iterator it(text.begin(), text.end(), kEntry), end;
        it != end; ++it) {
     const std::smatch &m = *it;
@@ -70,11 +70,11 @@ bool KernelCatalog::scanFile(const std::filesystem::path &file,
     auto [where, inserted] = entries_.emplace(m[2].str(), entry);
     if (!inserted) {
       // The same instance dumped into two directories is one kernel.
-      const std::filesystem::path &other = sources_[where->second.source].path;
-      if (readFile(other) == text)
+      const CatalogSource &other = sources_[where->second.source];
+      if (other.text == text)
         return true;
-      error = file.string() + " and " + other.string() + " define entry '" +
-              m[2].str() + "' differently";
+      error = file.string() + " and " + other.path.string() +
+              " define entry '" + m[2].str() + "' differently";
       return false;
     }
     source.entries.push_back(m[2].str());
@@ -121,9 +121,8 @@ bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
   std::vector<size_t> pending;
   for (size_t i = 0; i < sources_.size(); ++i) {
     CatalogSource &source = sources_[i];
-    source.library =
-        cacheDir / (source.path.stem().string() + "-" +
-                    hex(hashOf(readFile(source.path), salt)) + ".so");
+    source.library = cacheDir / (source.path.stem().string() + "-" +
+                                 hex(hashOf(source.text, salt)) + ".so");
     if (!std::filesystem::exists(source.library))
       pending.push_back(i);
   }
@@ -154,8 +153,8 @@ bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
       work += ".work-" + std::to_string(getpid()) + "-" + std::to_string(k);
       std::filesystem::create_directories(work);
       std::string why;
-      if (!HostKernelLibrary::compile(readFile(source.path), source.entries,
-                                      work, work / "kernel.so", why)) {
+      if (!HostKernelLibrary::compile(source.text, source.entries, work,
+                                      work / "kernel.so", why)) {
         std::lock_guard<std::mutex> lock(failure);
         if (error.empty())
           error =

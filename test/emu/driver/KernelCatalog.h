@@ -29,6 +29,7 @@ struct CatalogEntry {
 
 struct CatalogSource {
   std::filesystem::path path;
+  std::string text;
   std::vector<std::string> entries;
   std::filesystem::path library; ///< the compiled host library (cached)
 };
