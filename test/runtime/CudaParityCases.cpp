@@ -173,7 +173,12 @@ void addLinearCases(std::vector<ParityCase> &cases) {
   Linear dropout{kRows, kHidden, kInter, kRank, W::Bf16, true};
   Linear head{kRows, kHidden, kVocab, 0, W::F32};
   Linear wide{64, 4096, 512, 16, W::Nf4};
+  // r = 4: the LoRA GEMMs' K (or N) is half a vector of 8 and a partial tile.
+  Linear rank4{kRows, kHidden, kInter, 4, W::Nf4};
   cases.push_back(nf4Lora.forward("linear_fwd_nf4_lora"));
+  cases.push_back(rank4.forward("linear_fwd_nf4_rank4"));
+  cases.push_back(
+      rank4.gradInput("linear_grad_input_nf4_rank4_accumulate", true));
   cases.push_back(down.forward("linear_fwd_nf4_f32_absmax_down"));
   cases.push_back(dropout.forward("linear_fwd_bf16_dropout"));
   cases.push_back(head.forward("linear_fwd_lm_head"));
