@@ -17,14 +17,14 @@ using Launcher = void (*)(void *const *, unsigned, unsigned, unsigned,
 
 std::string launcherName(const std::string &entry) { return entry + "_emu"; }
 
-std::string readFile(const std::filesystem::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(in), {});
-}
-
 std::string quoted(const std::string &text) { return "'" + text + "'"; }
 
 } // namespace
+
+std::string readFileText(const std::filesystem::path &path) {
+  std::ifstream in(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(in), {});
+}
 
 bool HostKernelLibrary::compile(const std::string &source,
                                 const std::vector<std::string> &entries,
@@ -51,7 +51,7 @@ bool HostKernelLibrary::compile(const std::string &source,
       quoted((dir / "kernel.cpp").string()) + " 2> " +
       quoted((dir / "compile.log").string());
   if (std::system(command.c_str()) != 0) {
-    error = command + "\n" + readFile(dir / "compile.log");
+    error = command + "\n" + readFileText(dir / "compile.log");
     return false;
   }
   return true;

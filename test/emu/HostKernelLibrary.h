@@ -25,6 +25,9 @@
 
 namespace qlora::cuda::emu {
 
+/// The whole file at `path` ("" when it cannot be read).
+std::string readFileText(const std::filesystem::path &path);
+
 class HostKernelLibrary {
 public:
   /// Compiles `source`, with a host launcher appended for each of

@@ -15,9 +15,6 @@ bool StepProfile::mark(std::string &error) {
         byLabel_[std::string(executor_.instrLabel(uint32_t(current_)))];
     entry.launches += 1;
     entry.seconds += std::chrono::duration<double>(now - last_).count();
-    if (flops_.empty())
-      for (uint32_t i = 0; i < executor_.instrCount(); ++i)
-        flops_.push_back(executor_.instrFlops(i));
     entry.flops += flops_[size_t(current_)].value_or(0.0);
   }
   last_ = now;
@@ -26,6 +23,9 @@ bool StepProfile::mark(std::string &error) {
 
 exec::Executor::InstrHook StepProfile::hook(std::string &error) {
   current_ = -1;
+  if (flops_.empty()) // once: the program's counts do not change
+    for (uint32_t i = 0; i < executor_.instrCount(); ++i)
+      flops_.push_back(executor_.instrFlops(i));
   return [this, &error](uint32_t index) {
     if (error.empty() && mark(error))
       current_ = index;

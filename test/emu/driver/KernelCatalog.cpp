@@ -7,7 +7,6 @@
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
-#include <fstream>
 #include <mutex>
 #include <regex>
 #include <sstream>
@@ -16,13 +15,6 @@
 
 namespace qlora::cuda::emu {
 namespace {
-
-std::string readFile(const std::filesystem::path &path) {
-  std::ifstream in(path, std::ios::binary);
-  std::ostringstream text;
-  text << in.rdbuf();
-  return text.str();
-}
 
 /// FNV-1a: a cache key, not a checksum anyone relies on.
 uint64_t hashOf(const std::string &text,
@@ -57,7 +49,7 @@ bool KernelCatalog::scanFile(const std::filesystem::path &file,
                              std::string &error) {
   static const std::regex kEntry(
       R"(extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)[^)]*\)\s*)?(\w+)\s*\(([^)]*)\))");
-  CatalogSource source{file, readFile(file), {}, {}};
+  CatalogSource source{file, readFileText(file), {}, {}};
   const std::string &text = source.text;
   for (std::sregex_iterator it(text.begin(), text.end(), kEntry), end;
        it != end; ++it) {
@@ -116,8 +108,8 @@ bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
   // The key covers what the library depends on: the source, the shim and
   // the compiler flags.
   const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
-  uint64_t salt =
-      hashOf(readFile(QLORA_EMU_SHIM) + QLORA_EMU_CXX + (extra ? extra : ""));
+  uint64_t salt = hashOf(readFileText(QLORA_EMU_SHIM) + QLORA_EMU_CXX +
+                         (extra ? extra : ""));
   std::vector<size_t> pending;
   for (size_t i = 0; i < sources_.size(); ++i) {
     CatalogSource &source = sources_[i];
