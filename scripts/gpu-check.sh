@@ -67,7 +67,10 @@ run)
   step() { echo; echo "=== gpu-check: $*"; }
 
   step "GPU tests of qlora-cuda-tests (kernels vs the CPU)"
-  "$STAGE/qlora-cuda-tests" --gtest_filter='CudaGpuTest.*:*CudaGpuParity*' \
+  # Each step is bounded (STEP_TIMEOUT, default 120 s) so that a hang cannot
+  # eat the device call.
+  limit=${STEP_TIMEOUT:-120}
+  timeout "$limit" "$STAGE/qlora-cuda-tests" --gtest_filter='CudaGpuTest.*:*CudaGpuParity*' \
     2>&1 | tee "$LOG/gpu-tests.log" | grep -E '^\[parity\]|FAILED|Failure|SKIPPED|PASSED|error' || status=1
   grep -q '^\[  PASSED  \]' "$LOG/gpu-tests.log" && ! grep -q '^\[  FAILED  \]' "$LOG/gpu-tests.log" || status=1
   if grep -q '\[  SKIPPED \]' "$LOG/gpu-tests.log"; then
@@ -76,11 +79,11 @@ run)
   fi
 
   step "tiny preset, 200 steps, GPU vs CPU loss curve"
-  bash "$STAGE/tiny-loss-curve.sh" "$STAGE/qlora-run" "$STAGE/tiny-cpu.train.bin" \
+  timeout "$limit" bash "$STAGE/tiny-loss-curve.sh" "$STAGE/qlora-run" "$STAGE/tiny-cpu.train.bin" \
     "$STAGE/tiny-cuda.train.bin" "$STAGE/tokens.bin" "$LOG/tiny" 200 || status=1
 
   step "qlora-run --device auto picks the GPU; where a step's time goes"
-  "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
+  timeout "$limit" "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
     --steps 20 --device auto --memory-report --no-progress --profile 2>&1 |
     grep -vE '^  [a-z ]+ +[0-9.]+ [KMG]?i?B' || status=1
 

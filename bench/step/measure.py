@@ -322,34 +322,37 @@ def main():
     sampler = MemorySampler()
     time.sleep(1.5)  # idle samples before the first process
     results, logs = {}, []
-    for preset in presets:
-        for side in sides:
-            left = deadline - time.monotonic()
-            if left < 30:
-                results[(side, preset)] = {"status": "skipped: out of time"}
-                continue
-            print(f"bench/step: {side} {preset} ({left:.0f} s left)",
-                  flush=True)
-            if side == "ours":
-                status, start, end, result, files = run_ours(
-                    args, preset, work, left - 5)
-            else:
-                status, start, end, result, files = run_hf(
-                    args, preset, args.seq, work, left - 5)
-            result["status"] = status
-            peak, idle, process = sampler.peak(start, end)
-            result.update(smi_peak_bytes=peak, smi_idle_bytes=idle,
-                          smi_process_bytes=process)
-            results[(side, preset)] = result
-            logs += files
-            print(f"bench/step: {side} {preset}: {status}, "
-                  f"{fmt(result.get('tokens_per_s'), '.0f')} tokens/s, "
-                  f"peak {fmt(peak, '.2f', GIB)} GiB", flush=True)
-            if status != "ok":
-                with open(files[0], errors="replace") as f:
-                    print("".join(f.readlines()[-15:]), flush=True)
-            write_outputs(out, results, presets, args, gpu, logs, sampler)
-            time.sleep(1.5)  # let the memory go back to idle
+    runs = [(preset, side) for preset in presets for side in sides]
+    for index, (preset, side) in enumerate(runs):
+        left = deadline - time.monotonic()
+        if left < 30:
+            results[(side, preset)] = {"status": "skipped: out of time"}
+            continue
+        # A fair share of what is left, with slack, so that one hung or
+        # slow run cannot take the time of those after it.
+        timeout = min(left - 5, 1.5 * left / (len(runs) - index))
+        print(f"bench/step: {side} {preset} ({left:.0f} s left, "
+              f"at most {timeout:.0f} s)", flush=True)
+        if side == "ours":
+            status, start, end, result, files = run_ours(
+                args, preset, work, timeout)
+        else:
+            status, start, end, result, files = run_hf(
+                args, preset, args.seq, work, timeout)
+        result["status"] = status
+        peak, idle, process = sampler.peak(start, end)
+        result.update(smi_peak_bytes=peak, smi_idle_bytes=idle,
+                      smi_process_bytes=process)
+        results[(side, preset)] = result
+        logs += files
+        print(f"bench/step: {side} {preset}: {status}, "
+              f"{fmt(result.get('tokens_per_s'), '.0f')} tokens/s, "
+              f"peak {fmt(peak, '.2f', GIB)} GiB", flush=True)
+        if status != "ok":
+            with open(files[0], errors="replace") as f:
+                print("".join(f.readlines()[-15:]), flush=True)
+        write_outputs(out, results, presets, args, gpu, logs, sampler)
+        time.sleep(1.5)  # let the memory go back to idle
     sampler.close()
     table = write_outputs(out, results, presets, args, gpu, logs, sampler)
     print()

@@ -9,7 +9,8 @@
 # and prints the table (bench/step/measure.py); `ours` or `hf` run one side
 # only (prepare.sh says when the staged files need two calls). STEPS
 # (default 7) and WARMUP (2) set the steps per run and how many of them the
-# medians skip; BUDGET_S (default 560) bounds the whole run. The table, the
+# medians skip; BUDGET_S (default 560) bounds the measured runs, each of
+# which gets a fair share of what is left (bench/step/measure.py). The table, the
 # numbers as JSON, the raw logs and the memory samples go to $OUT when it is
 # set, else to .bench-step/results; then a --profile of qlora-run per preset
 # (profile-<preset>.txt).
@@ -51,12 +52,16 @@ python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
   --budget-s "${BUDGET_S:-560}" --device "${DEVICE:-cuda}" --out "$RESULTS" ||
   status=$?
 # Where qlora-run's step time goes (PROFILE=0 skips it): 3 steps, the last
-# two profiled, per kernel template.
+# two profiled, per kernel template; PROFILE_BUDGET_S (default 240) bounds
+# them all.
 if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ]; then
-  for bin in "$STAGE"/*.train.bin; do
+  bins=("$STAGE"/*.train.bin)
+  limit=$((${PROFILE_BUDGET_S:-240} / ${#bins[@]}))
+  [ $limit -gt 120 ] && limit=120
+  for bin in "${bins[@]}"; do
     name=$(basename "$bin" .train.bin)
     LD_LIBRARY_PATH=$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-      timeout 120 "$STAGE/qlora-run" "$bin" --data "$STAGE/tokens.u16" \
+      timeout "$limit" "$STAGE/qlora-run" "$bin" --data "$STAGE/tokens.u16" \
       --steps 3 --device "${DEVICE:-cuda}" --no-progress --profile \
       2>&1 | sed -n '/^profile:/,$p' | tee "$RESULTS/profile-$name.txt" || true
   done
