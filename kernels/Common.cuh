@@ -119,6 +119,15 @@ __device__ __forceinline__ V blockReduce(V v, Op op) {
   return v;
 }
 
+/// __launch_bounds__'s minimum resident blocks a SM, `older` before sm_90
+/// and `sm90` from it (0: unspecified), for blocks whose registers only
+/// sm_90's ptxas fits into a higher occupancy step without spilling.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define QLORA_MIN_BLOCKS(older, sm90) sm90
+#else
+#define QLORA_MIN_BLOCKS(older, sm90) older
+#endif
+
 /// `p`, opaque to the optimizer: called on a shared tile's pointer at the
 /// top of each loop iteration, it keeps the compiler from computing every
 /// WMMA fragment address (64-bit, generic) once before the loop and holding

@@ -59,7 +59,8 @@ struct InstancePhase {
   std::string body;
   uint32_t threads = 256;
   std::array<uint32_t, 3> grid = {1, 1, 1};
-  uint32_t minBlocks = 0; ///< as Instance::minBlocks
+  uint32_t minBlocks = 0;     ///< as Instance::minBlocks
+  uint32_t minBlocksSm90 = 0; ///< as Instance::minBlocksSm90
 };
 
 /// What a builder produces, before assembly.
@@ -81,6 +82,8 @@ struct Instance {
   /// Naming one makes ptxas size registers for it instead of spilling a
   /// few cold values to reach a higher occupancy step.
   uint32_t minBlocks = 0;
+  /// The same on sm_90 and newer, where it differs (0: minBlocks).
+  uint32_t minBlocksSm90 = 0;
 };
 
 /// Parameter reads that remember the first problem.

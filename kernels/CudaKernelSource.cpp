@@ -475,18 +475,24 @@ std::string assemble(std::string_view kernel, std::string_view activation,
     source += "  " + line + "\n";
   source += "};\n} // namespace\n\n" + instance.globals;
   auto addEntry = [&](const std::string &name, uint32_t threads,
-                      uint32_t minBlocks, const std::string &body) {
+                      uint32_t minBlocks, uint32_t minBlocksSm90,
+                      const std::string &body) {
     std::string bounds = std::to_string(threads);
-    if (minBlocks)
+    if (minBlocksSm90 && minBlocksSm90 != minBlocks)
+      bounds += ", QLORA_MIN_BLOCKS(" + std::to_string(minBlocks) + ", " +
+                std::to_string(minBlocksSm90) + ")";
+    else if (minBlocks)
       bounds += ", " + std::to_string(minBlocks);
     source += "extern \"C\" __global__ void __launch_bounds__(" + bounds +
               ")\n" + name + "(" + instance.arguments + ") {\n  " + body +
               "\n}\n";
   };
-  addEntry(entry, instance.threads, instance.minBlocks, instance.body);
+  addEntry(entry, instance.threads, instance.minBlocks, instance.minBlocksSm90,
+           instance.body);
   for (size_t i = 0; i < instance.then.size(); ++i)
     addEntry(phaseEntry(entry, i), instance.then[i].threads,
-             instance.then[i].minBlocks, instance.then[i].body);
+             instance.then[i].minBlocks, instance.then[i].minBlocksSm90,
+             instance.then[i].body);
   return source;
 }
 

@@ -1,12 +1,13 @@
 //===- CudaLinearSource.cpp - linear_fwd, linear_grad_input, lora_grad ----===//
 //
-// The builders of the three LoRA linear kernels (kernels/Gemm.cuh): each
-// GEMM of KernelAbi.h's formula is one phase, launched in order with the
-// kernel's arguments, with tiles chosen per GEMM shape:
-//   linear_fwd         y = x·Wᵀ ; [lora] t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
-//   linear_grad_input  dx (+)= dy·W ; [lora] dt_ws = dy·B ;
+// The builders of the three LoRA linear kernels (kernels/Gemm.cuh): the
+// GEMMs of KernelAbi.h's formula, with tiles chosen per GEMM shape, in
+// phases launched in order with the kernel's arguments; GEMMs that do not
+// depend on each other share a phase (comma), side by side in its grid:
+//   linear_fwd         y = x·Wᵀ, [lora] t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
+//   linear_grad_input  dx (+)= dy·W, [lora] dt_ws = dy·B ;
 //                      dx += m ⊙ (s·(dt_ws·A))
-//   lora_grad          da (+)= s·(dt_wsᵀ·xd) ; db (+)= s·(dyᵀ·t_ws)
+//   lora_grad          da (+)= s·(dt_wsᵀ·xd), db (+)= s·(dyᵀ·t_ws)
 //
 //===----------------------------------------------------------------------===//
 #include "kernels/CudaKernelBuilder.h"
@@ -14,6 +15,7 @@
 #include "runtime/format/KernelAbi.h"
 
 #include <cmath>
+#include <tuple>
 #include <utility>
 
 namespace qlora::cuda::detail {
@@ -39,19 +41,46 @@ Tiles chooseTiles(int64_t m, int64_t n) {
   return {64, 64, 2, 4, 32};
 }
 
-/// One GEMM phase: `function<Config, tiles>(arguments)` over C[m, n].
-InstancePhase gemmPhase(Reader &r, const std::string &function,
-                        const std::string &arguments, int64_t m, int64_t n) {
-  Tiles tiles = chooseTiles(m, n);
-  constexpr int64_t kMaxGridY = 65535;
-  if (int64_t(ceilDiv(m, tiles.tileM)) > kMaxGridY)
-    r.fail("GEMM of " + std::to_string(m) + " rows needs more than " +
-           std::to_string(kMaxGridY) + " row tiles");
+/// One GEMM: `function<Config, tiles>(block, arguments)` over C[m, n].
+struct Gemm {
+  std::string function, arguments;
+  int64_t m, n;
+};
+
+/// A phase of independent GEMMs, each with its own tiles, in one grid
+/// (Gemm.cuh's gemmGroup): the first GEMM's tiles, then columns of as many
+/// blocks as it has rows of tiles for the others.
+InstancePhase gemmPhase(Reader &r, const std::vector<Gemm> &gemms) {
   InstancePhase phase;
-  phase.body = "qlora::cuda::" + function + "<Config, " + tiles.type() + ">(" +
-               arguments + ");";
-  phase.threads = tiles.threads();
-  phase.grid = {ceilDiv(n, tiles.tileN), ceilDiv(m, tiles.tileM), 1};
+  phase.body = "qlora::cuda::gemmGroup(";
+  int64_t tilesM = 0, tilesN = 0, restBlocks = 0;
+  for (const Gemm &gemm : gemms) {
+    Tiles tiles = chooseTiles(gemm.m, gemm.n);
+    bool first = &gemm == &gemms.front();
+    if (!first) {
+      phase.body += ",";
+      if (tiles.threads() != phase.threads)
+        r.fail("the GEMMs of one phase need one block size");
+    }
+    phase.threads = tiles.threads();
+    phase.body += "\n    qlora::cuda::gemmPart<" + tiles.type() + ", " +
+                  std::to_string(gemm.m) + ", " + std::to_string(gemm.n) +
+                  ">([&](const qlora::cuda::GemmBlock &block) {\n" +
+                  "      qlora::cuda::" + gemm.function + "<Config, " +
+                  tiles.type() + ">(block, " + gemm.arguments + ");\n    })";
+    int64_t m = ceilDiv(gemm.m, tiles.tileM), n = ceilDiv(gemm.n, tiles.tileN);
+    if (first)
+      std::tie(tilesM, tilesN) = std::pair(m, n);
+    else
+      restBlocks += m * n;
+  }
+  phase.body += ");";
+  constexpr int64_t kMaxGridY = 65535;
+  if (tilesM > kMaxGridY)
+    r.fail("GEMM of " + std::to_string(gemms.front().m) +
+           " rows needs more than " + std::to_string(kMaxGridY) + " row tiles");
+  phase.grid = {uint32_t(tilesN + ceilDiv(restBlocks, tilesM)),
+                uint32_t(tilesM), 1};
   return phase;
 }
 
@@ -60,6 +89,8 @@ void setPhases(Instance &out, std::vector<InstancePhase> phases) {
   out.body = phases.front().body;
   out.threads = phases.front().threads;
   out.grid = phases.front().grid;
+  out.minBlocks = phases.front().minBlocks;
+  out.minBlocksSm90 = phases.front().minBlocksSm90;
   out.then.assign(phases.begin() + 1, phases.end());
 }
 
@@ -155,15 +186,21 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
     return;
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("x", "t_ws", "y", s.rank, dropout);
-  std::vector<InstancePhase> phases = {
-      gemmPhase(r, "linearFwdBase", "x, w, y", s.rows, s.out)};
-  if (s.rank > 0) {
-    phases.push_back(gemmPhase(r, "linearFwdLoraDown", "x, a, t_ws, " + step,
-                               s.rows, s.rank));
-    phases.push_back(
-        gemmPhase(r, "linearFwdLoraUp", "t_ws, b, y", s.rows, s.out));
-  }
-  setPhases(out, std::move(phases));
+  std::vector<Gemm> first = {{"linearFwdBase", "x, w, y", s.rows, s.out}};
+  if (s.rank > 0)
+    first.push_back(
+        {"linearFwdLoraDown", "x, a, t_ws, " + step, s.rows, s.rank});
+  InstancePhase base = gemmPhase(r, first);
+  // Two 128x128 blocks a SM on sm_90: its ptxas fits x·Wᵀ (NF4 or dense,
+  // with the LoRA-down beside it or not) into 128 registers without spills
+  // when asked, where left alone it lands on 130 (one block a SM) or on 128
+  // with a 4-byte spill. sm_80 needs ~172; dy·W spills at 128 on both.
+  base.minBlocksSm90 = 2;
+  if (s.rank == 0)
+    return setPhases(out, {base});
+  setPhases(
+      out,
+      {base, gemmPhase(r, {{"linearFwdLoraUp", "t_ws, b, y", s.rows, s.out}})});
 }
 
 void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
@@ -174,15 +211,14 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
     return;
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("dy", "dt_ws", "dx", s.rank, dropout);
-  std::vector<InstancePhase> phases = {
-      gemmPhase(r, "linearGradInputBase", "dy, w, dx", s.rows, s.in)};
-  if (s.rank > 0) {
-    phases.push_back(gemmPhase(r, "linearGradInputLoraDown", "dy, b, dt_ws",
-                               s.rows, s.rank));
-    phases.push_back(gemmPhase(r, "linearGradInputLoraUp",
-                               "dt_ws, a, dx, " + step, s.rows, s.in));
-  }
-  setPhases(out, std::move(phases));
+  std::vector<Gemm> first = {
+      {"linearGradInputBase", "dy, w, dx", s.rows, s.in}};
+  if (s.rank == 0)
+    return setPhases(out, {gemmPhase(r, first)});
+  first.push_back({"linearGradInputLoraDown", "dy, b, dt_ws", s.rows, s.rank});
+  setPhases(out, {gemmPhase(r, first),
+                  gemmPhase(r, {{"linearGradInputLoraUp",
+                                 "dt_ws, a, dx, " + step, s.rows, s.in}})});
 }
 
 void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
@@ -198,8 +234,8 @@ void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
   if (dropout)
     out.arguments += ", const long long *step";
   setPhases(out,
-            {gemmPhase(r, "loraGradA", "dt_ws, x, da, " + step, s.rank, s.in),
-             gemmPhase(r, "loraGradB", "dy, t_ws, db", s.out, s.rank)});
+            {gemmPhase(r, {{"loraGradA", "dt_ws, x, da, " + step, s.rank, s.in},
+                           {"loraGradB", "dy, t_ws, db", s.out, s.rank}})});
 }
 
 } // namespace qlora::cuda::detail

@@ -2,21 +2,27 @@
 //
 // One tiled tensor-core GEMM, C[M,N] (+)= alpha · sum_k A(m,k) · B(k,n),
 // and the phases of the three LoRA linear kernels built from it. A block
-// computes a [kTileM, kTileN] tile of C (grid x: N tiles, y: M tiles) with
-// kWarpsM x kWarpsN warps; each warp owns a [kWarpM, kWarpN] sub-tile of
-// 16x16 WMMA fragments (bf16 inputs, fp32 accumulators). The K loop steps
-// kTileK (32) at a time: the next step's operand tiles are loaded into
-// registers (GemmOperands.cuh: converted to bf16, NF4 decoded, dropout
-// applied, zero outside the problem) while the tensor cores work on the
-// current ones in shared memory, then stored into the other of two shared
-// stages (one barrier a step). The epilogue goes through a per-warp 16x16
-// fp32 scratch (aliasing the operand tiles) and writes only elements
-// inside C.
+// computes a [kTileM, kTileN] tile of C with kWarpsM x kWarpsN warps; each warp
+// owns a [kWarpM, kWarpN] sub-tile of 16x16 WMMA fragments (bf16 inputs, fp32
+// accumulators). The K loop steps kTileK (32) at a time: the next step's
+// operand tiles are loaded into registers (GemmOperands.cuh: converted to bf16,
+// NF4 decoded, dropout applied, zero outside the problem) while the tensor
+// cores work on the current ones in shared memory, then stored into the other
+// of two shared stages (one barrier a step). The epilogue goes through a
+// per-warp 16x16 fp32 scratch (aliasing the operand tiles) and writes only
+// elements inside C.
 //
-// Phases (KernelAbi.h; the builder launches them in order on one stream):
-//   linear_fwd         y = x·Wᵀ ; t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
-//   linear_grad_input  dx (+)= dy·W ; dt_ws = dy·B ; dx += m ⊙ (s·(dt_ws·A))
-//   lora_grad          da (+)= s·(dt_wsᵀ·xd) ; db (+)= s·(dyᵀ·t_ws)
+// A launch runs one or more independent GEMMs side by side (gemmGroup): a
+// 1-D grid whose blocks are dealt to the GEMMs in order, each GEMM's tiles
+// row by row. The rank-sized LoRA GEMMs have too few tiles to fill a GPU
+// alone (N = r: 16-64 blocks at 7B); beside the frozen-weight GEMM they run
+// in its last wave instead of in a launch of their own.
+//
+// Launches (KernelAbi.h; the builder launches them in order on one stream,
+// the GEMMs of one launch separated by a comma):
+//   linear_fwd         y = x·Wᵀ, t_ws = xd·Aᵀ ; y += s·(t_ws·Bᵀ)
+//   linear_grad_input  dx (+)= dy·W, dt_ws = dy·B ; dx += m ⊙ (s·(dt_ws·A))
+//   lora_grad          da (+)= s·(dt_wsᵀ·xd), db (+)= s·(dyᵀ·t_ws)
 // As on the CPU, each GEMM result is rounded to fp32 before it is scaled
 // or added; a T output is rounded to T after each phase.
 // Config: T, W (unsigned char for NF4), kNf4 (+ nf4WeightConfig's lines),
@@ -50,10 +56,29 @@ struct GemmTiles {
                 "a warp owns whole 16x16 fragments");
 };
 
+/// Shared memory of gemm<Tiles>: two stages of the A and B tiles (the next
+/// step's are stored while the current ones may still be read), reused by
+/// the epilogue's per-warp scratch.
+template <class Tiles> __host__ __device__ constexpr int gemmSharedBytes() {
+  constexpr int kTileBytes =
+      2 * (Tiles::kTileM + Tiles::kTileN) * Tiles::kLd * 2;
+  constexpr int kScratchBytes = Tiles::kWarps * 16 * 16 * 4;
+  return kTileBytes > kScratchBytes ? kTileBytes : kScratchBytes;
+}
+
+/// The block's tile of C (its first row and column) and its shared memory
+/// (gemmSharedBytes<Tiles>() bytes, 128-byte aligned): given by the caller,
+/// so that the GEMMs of one launch share one buffer.
+struct GemmBlock {
+  Index m0, n0;
+  unsigned char *shared;
+};
+
 /// C (+)= alpha · A·B over the block's tile of C; every thread of the
 /// Tiles::kThreads-thread block calls it.
 template <class Tiles, class OpA, class OpB, class Epi>
-__device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
+__device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
+                     const Epi &epi) {
   namespace wmma = nvcuda::wmma;
   constexpr Index kM = Epi::kM, kN = Epi::kN, kK = OpA::kK;
   static_assert(OpA::kRows == kM && OpB::kRows == kN && OpB::kK == kK,
@@ -61,16 +86,11 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
   constexpr int kTileM = Tiles::kTileM, kTileN = Tiles::kTileN;
   constexpr int kTileK = Tiles::kTileK, kLd = Tiles::kLd;
   constexpr int kThreads = Tiles::kThreads;
-  // Two stages of the A and B tiles: the next step's are stored while the
-  // current ones may still be read.
   constexpr int kStageElements = (kTileM + kTileN) * kLd;
-  constexpr int kTileBytes = 2 * kStageElements * 2;
-  constexpr int kScratchBytes = Tiles::kWarps * 16 * 16 * 4;
-  __shared__ __align__(128) unsigned char
-      shared[kTileBytes > kScratchBytes ? kTileBytes : kScratchBytes];
+  unsigned char *const shared = block.shared;
   __nv_bfloat16 *const tiles = reinterpret_cast<__nv_bfloat16 *>(shared);
 
-  const Index m0 = Index(blockIdx.y) * kTileM, n0 = Index(blockIdx.x) * kTileN;
+  const Index m0 = block.m0, n0 = block.n0;
   const int warp = int(threadIdx.x) / kWarpSize;
   const int lane = int(threadIdx.x) % kWarpSize;
   const int warpRow = (warp / Tiles::kWarpsN) * Tiles::kWarpM;
@@ -99,8 +119,7 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
       stageA.load(a, m0, (step + 1) * kTileK);
       stageB.load(b, n0, (step + 1) * kTileK);
     }
-    const __nv_bfloat16 *tileA =
-        unhoisted(tiles + (step % 2) * kStageElements);
+    const __nv_bfloat16 *tileA = unhoisted(tiles + (step % 2) * kStageElements);
     const __nv_bfloat16 *tileB = tileA + kTileM * kLd;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
@@ -150,6 +169,77 @@ __device__ void gemm(const OpA &a, const OpB &b, const Epi &epi) {
       }
       __syncwarp(); // before the next fragment overwrites the scratch
     }
+}
+
+//===- launches of several GEMMs ------------------------------------------===//
+
+/// One GEMM of a launch: C[M, N] in Tiles' tiles, one block each; `run`
+/// computes the tile of a GemmBlock.
+template <class Tiles, Index M, Index N, class Run> struct GemmPart {
+  using TilesType = Tiles;
+  static constexpr Index kTilesM = (M + Tiles::kTileM - 1) / Tiles::kTileM;
+  static constexpr Index kTilesN = (N + Tiles::kTileN - 1) / Tiles::kTileN;
+  static constexpr Index kBlocks = kTilesM * kTilesN;
+  Run run;
+
+  /// Runs tile (blockIdx.y, blockIdx.x): the tile's origin stays a special
+  /// register that the compiler re-reads where needed instead of holding it
+  /// (a quotient held through the K loop cost 128 -> 166 registers).
+  __device__ __forceinline__ void runGridBlock(unsigned char *shared) const {
+    run(GemmBlock{Index(blockIdx.y) * Tiles::kTileM,
+                  Index(blockIdx.x) * Tiles::kTileN, shared});
+  }
+
+  /// Runs block `b` of this GEMM if b < kBlocks; else takes kBlocks off b.
+  __device__ __forceinline__ bool runBlock(Index &b,
+                                           unsigned char *shared) const {
+    if (b >= kBlocks) {
+      b -= kBlocks;
+      return false;
+    }
+    run(GemmBlock{(b / kTilesN) * Tiles::kTileM, (b % kTilesN) * Tiles::kTileN,
+                  shared});
+    return true;
+  }
+};
+
+template <class Tiles, Index M, Index N, class Run>
+__device__ __forceinline__ GemmPart<Tiles, M, N, Run> gemmPart(Run run) {
+  return {run};
+}
+
+template <class Part, class... Parts>
+__host__ __device__ constexpr int groupSharedBytes() {
+  constexpr int kBytes = gemmSharedBytes<typename Part::TilesType>();
+  if constexpr (sizeof...(Parts) == 0)
+    return kBytes;
+  else
+    return kBytes > groupSharedBytes<Parts...>() ? kBytes
+                                                 : groupSharedBytes<Parts...>();
+}
+
+template <class Part, class... Parts>
+__host__ __device__ constexpr bool sameThreads() {
+  return ((Parts::TilesType::kThreads == Part::TilesType::kThreads) && ...);
+}
+
+/// Independent GEMMs in one launch. The grid is the first GEMM's tiles
+/// (x: N tiles, y: M tiles) and, past them in x, as many columns of
+/// gridDim.y blocks as the others need: their blocks are numbered down
+/// each column and dealt in order (Rest[0] the first Rest[0]::kBlocks, and
+/// so on; blocks past the last do nothing). The branch is the same in every
+/// thread of a block, so a GEMM's barriers stay uniform.
+template <class First, class... Rest>
+__device__ void gemmGroup(const First &first, const Rest &...rest) {
+  static_assert(sameThreads<First, Rest...>(), "one block size a launch");
+  __shared__ __align__(
+      128) unsigned char shared[groupSharedBytes<First, Rest...>()];
+  if (blockIdx.x < First::kTilesN)
+    return first.runGridBlock(shared);
+  if constexpr (sizeof...(Rest) > 0) {
+    Index b = Index(blockIdx.x - First::kTilesN) * First::kTilesM + blockIdx.y;
+    (rest.runBlock(b, shared) || ...);
+  }
 }
 
 //===- the frozen weight --------------------------------------------------===//
@@ -203,12 +293,12 @@ using LoraOperand = Operand<DenseSource<float>, NoMask, kMajor, kRows, kK>;
 
 /// y = x·Wᵀ: M = T, N = out, K = in.
 template <class Config, class Tiles>
-__device__ void linearFwdBase(const typename Config::T *x,
-                              const typename Config::W *w,
-                              typename Config::T *y) {
+__device__ void
+linearFwdBase(const GemmBlock &block, const typename Config::T *x,
+              const typename Config::W *w, typename Config::T *y) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn, kOut = Config::kOut;
   gemm<Tiles>(
-      ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
+      block, ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
       weightOperand<Config, Tiles, Major::kK, kOut, kIn>(w),
       Epilogue<typename Config::T, NoMask, false, kRows, kOut>{y, 1.0f, {}});
 }
@@ -216,7 +306,8 @@ __device__ void linearFwdBase(const typename Config::T *x,
 /// t_ws = xd·Aᵀ: M = T, N = r, K = in; A(m = t, k = i) = xd[t, i],
 /// B(k = i, n = j) = a[j, i].
 template <class Config, class Tiles>
-__device__ void linearFwdLoraDown(const typename Config::T *x, const float *a,
+__device__ void linearFwdLoraDown(const GemmBlock &block,
+                                  const typename Config::T *x, const float *a,
                                   typename Config::T *t,
                                   const long long *step) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn,
@@ -226,21 +317,24 @@ __device__ void linearFwdLoraDown(const typename Config::T *x, const float *a,
   if constexpr (Config::kDropout) {
     using X = Operand<DenseSource<typename Config::T>, DropoutMask<Config>,
                       Major::kK, kRows, kIn>;
-    gemm<Tiles>(X{{x}, dropoutMask<Config>(step)}, LoraA{{a}, {}},
+    gemm<Tiles>(block, X{{x}, dropoutMask<Config>(step)}, LoraA{{a}, {}},
                 Out{t, 1.0f, {}});
   } else {
-    gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
+    gemm<Tiles>(block,
+                ActivationOperand<Config, Major::kK, kRows, kIn>{{x}, {}},
                 LoraA{{a}, {}}, Out{t, 1.0f, {}});
   }
 }
 
 /// y += s·(t_ws·Bᵀ): M = T, N = out, K = r; B(k = j, n = o) = b[o, j].
 template <class Config, class Tiles>
-__device__ void linearFwdLoraUp(const typename Config::T *t, const float *b,
+__device__ void linearFwdLoraUp(const GemmBlock &block,
+                                const typename Config::T *t, const float *b,
                                 typename Config::T *y) {
   constexpr Index kRows = Config::kRows, kOut = Config::kOut,
                   kRank = Config::kRank;
-  gemm<Tiles>(ActivationOperand<Config, Major::kK, kRows, kRank>{{t}, {}},
+  gemm<Tiles>(block,
+              ActivationOperand<Config, Major::kK, kRows, kRank>{{t}, {}},
               LoraOperand<Config, Major::kK, kOut, kRank>{{b}, {}},
               Epilogue<typename Config::T, NoMask, true, kRows, kOut>{
                   y, Config::kScaling, {}});
@@ -250,12 +344,12 @@ __device__ void linearFwdLoraUp(const typename Config::T *t, const float *b,
 
 /// dx (+)= dy·W: M = T, N = in, K = out; B(k = o, n = i) = W[o, i].
 template <class Config, class Tiles>
-__device__ void linearGradInputBase(const typename Config::T *dy,
-                                    const typename Config::W *w,
-                                    typename Config::T *dx) {
+__device__ void
+linearGradInputBase(const GemmBlock &block, const typename Config::T *dy,
+                    const typename Config::W *w, typename Config::T *dx) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn, kOut = Config::kOut;
   gemm<Tiles>(
-      ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
+      block, ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
       weightOperand<Config, Tiles, Major::kRow, kIn, kOut>(w),
       Epilogue<typename Config::T, NoMask, Config::kAccumulate, kRows, kIn>{
           dx, 1.0f, {}});
@@ -263,13 +357,13 @@ __device__ void linearGradInputBase(const typename Config::T *dy,
 
 /// dt_ws = dy·B: M = T, N = r, K = out; B(k = o, n = j) = b[o, j].
 template <class Config, class Tiles>
-__device__ void linearGradInputLoraDown(const typename Config::T *dy,
-                                        const float *b,
-                                        typename Config::T *dt) {
+__device__ void
+linearGradInputLoraDown(const GemmBlock &block, const typename Config::T *dy,
+                        const float *b, typename Config::T *dt) {
   constexpr Index kRows = Config::kRows, kOut = Config::kOut,
                   kRank = Config::kRank;
   gemm<Tiles>(
-      ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
+      block, ActivationOperand<Config, Major::kK, kRows, kOut>{{dy}, {}},
       LoraOperand<Config, Major::kRow, kRank, kOut>{{b}, {}},
       Epilogue<typename Config::T, NoMask, false, kRows, kRank>{dt, 1.0f, {}});
 }
@@ -277,7 +371,8 @@ __device__ void linearGradInputLoraDown(const typename Config::T *dy,
 /// dx += m ⊙ (s·(dt_ws·A)): M = T, N = in, K = r; B(k = j, n = i) = a[j, i].
 /// dx already holds this launch's dy·W.
 template <class Config, class Tiles>
-__device__ void linearGradInputLoraUp(const typename Config::T *dt,
+__device__ void linearGradInputLoraUp(const GemmBlock &block,
+                                      const typename Config::T *dt,
                                       const float *a, typename Config::T *dx,
                                       const long long *step) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn,
@@ -286,11 +381,11 @@ __device__ void linearGradInputLoraUp(const typename Config::T *dt,
   using LoraA = LoraOperand<Config, Major::kRow, kIn, kRank>;
   if constexpr (Config::kDropout) {
     gemm<Tiles>(
-        Dt{{dt}, {}}, LoraA{{a}, {}},
+        block, Dt{{dt}, {}}, LoraA{{a}, {}},
         Epilogue<typename Config::T, DropoutMask<Config>, true, kRows, kIn>{
             dx, Config::kScaling, dropoutMask<Config>(step)});
   } else {
-    gemm<Tiles>(Dt{{dt}, {}}, LoraA{{a}, {}},
+    gemm<Tiles>(block, Dt{{dt}, {}}, LoraA{{a}, {}},
                 Epilogue<typename Config::T, NoMask, true, kRows, kIn>{
                     dx, Config::kScaling, {}});
   }
@@ -301,7 +396,7 @@ __device__ void linearGradInputLoraUp(const typename Config::T *dt,
 /// da (+)= s·(dt_wsᵀ·xd): M = r, N = in, K = T; A(m = j, k = t) =
 /// dt[t, j], B(k = t, n = i) = xd[t, i].
 template <class Config, class Tiles>
-__device__ void loraGradA(const typename Config::T *dt,
+__device__ void loraGradA(const GemmBlock &block, const typename Config::T *dt,
                           const typename Config::T *x, float *da,
                           const long long *step) {
   constexpr Index kRows = Config::kRows, kIn = Config::kIn,
@@ -311,10 +406,10 @@ __device__ void loraGradA(const typename Config::T *dt,
   if constexpr (Config::kDropout) {
     using X = Operand<DenseSource<typename Config::T>, DropoutMask<Config>,
                       Major::kRow, kIn, kRows>;
-    gemm<Tiles>(Dt{{dt}, {}}, X{{x}, dropoutMask<Config>(step)},
+    gemm<Tiles>(block, Dt{{dt}, {}}, X{{x}, dropoutMask<Config>(step)},
                 Out{da, Config::kScaling, {}});
   } else {
-    gemm<Tiles>(Dt{{dt}, {}},
+    gemm<Tiles>(block, Dt{{dt}, {}},
                 ActivationOperand<Config, Major::kRow, kIn, kRows>{{x}, {}},
                 Out{da, Config::kScaling, {}});
   }
@@ -323,11 +418,12 @@ __device__ void loraGradA(const typename Config::T *dt,
 /// db (+)= s·(dyᵀ·t_ws): M = out, N = r, K = T; A(m = o, k = t) =
 /// dy[t, o], B(k = t, n = j) = t_ws[t, j].
 template <class Config, class Tiles>
-__device__ void loraGradB(const typename Config::T *dy,
+__device__ void loraGradB(const GemmBlock &block, const typename Config::T *dy,
                           const typename Config::T *t, float *db) {
   constexpr Index kRows = Config::kRows, kOut = Config::kOut,
                   kRank = Config::kRank;
-  gemm<Tiles>(ActivationOperand<Config, Major::kRow, kOut, kRows>{{dy}, {}},
+  gemm<Tiles>(block,
+              ActivationOperand<Config, Major::kRow, kOut, kRows>{{dy}, {}},
               ActivationOperand<Config, Major::kRow, kRank, kRows>{{t}, {}},
               Epilogue<float, NoMask, Config::kAccumulate, kOut, kRank>{
                   db, Config::kScaling, {}});

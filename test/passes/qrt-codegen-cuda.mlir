@@ -69,17 +69,20 @@ module {
 
 // -----
 
-// Multi-phase kernels: attention_bwd's second phase and linear_fwd's LoRA
-// GEMMs are further entries of the same images (`cuda.then`), launched after
+// Multi-phase kernels: attention_bwd's second phase and linear_fwd's LoRA-up
+// GEMM are further entries of the same images (`cuda.then`), launched after
 // the main entry with the same arguments; the launch gets the main entry's
 // grid and block. attention_bwd: per (query tile, q head, batch), then per
-// (key tile, kv head, batch).
+// (key tile, kv head, batch). linear_fwd's main entry runs x·Wᵀ (one 64x64
+// tile of 16x64) and the LoRA-down xd·Aᵀ (one more column of blocks) side
+// by side: grid [2, 1, 1].
 
 // CHECK-LABEL: qrt.kernel @attention_bwd_f32_{{[0-9a-f]+}} template "attention_bwd"
 // CHECK-SAME: cuda.then = [{block = array<i64: {{[0-9]+}}, 1, 1>, entry = "attention_bwd_f32_{{[0-9a-f]+}}_p1", grid = array<i64: {{[0-9]+}}, 2, 2>}]
 // CHECK-LABEL: qrt.kernel @linear_fwd_f32_{{[0-9a-f]+}} template "linear_fwd"
-// CHECK-SAME: cuda.then = [{block = {{.*}}, entry = "linear_fwd_f32_{{[0-9a-f]+}}_p1", grid = {{.*}}}, {block = {{.*}}, entry = "linear_fwd_f32_{{[0-9a-f]+}}_p2", grid = {{.*}}}]
+// CHECK-SAME: cuda.then = [{block = array<i64: 256, 1, 1>, entry = "linear_fwd_f32_{{[0-9a-f]+}}_p1", grid = array<i64: 1, 1, 1>}]
 // CHECK: qrt.launch @attention_bwd_f32_{{[0-9a-f]+}}({{.*}}) grid [{{[0-9]+}}, 4, 2] block [{{[0-9]+}}, 1, 1]
+// CHECK: qrt.launch @linear_fwd_f32_{{[0-9a-f]+}}({{.*}}) grid [2, 1, 1] block [256, 1, 1]
 module {
   qrt.kernel @attention_bwd_0 template "attention_bwd"
     params {accumulate = 0 : i64, batch = 2 : i64, causal = 1 : i64, head_dim = 16 : i64, heads = 4 : i64, kv_heads = 2 : i64, scale = 2.500000e-01 : f64, seq = 8 : i64}
@@ -89,6 +92,7 @@ module {
     %q = qrt.buffer size 4096 align 64 class <activation> placement <device> : !qrt.buffer
     %k = qrt.buffer size 2048 align 64 class <activation> placement <device> : !qrt.buffer
     qrt.launch @attention_bwd_0(%q, %q, %k, %k, %q, %q, %k, %k) grid [1, 1, 1] block [1, 1, 1]
+    qrt.launch @linear_fwd_0(%q, %q, %k, %k, %k, %q) grid [1, 1, 1] block [1, 1, 1]
     return
   }
 }

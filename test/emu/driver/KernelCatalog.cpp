@@ -47,8 +47,9 @@ int countParameters(const std::string &list) {
 
 bool KernelCatalog::scanFile(const std::filesystem::path &file,
                              std::string &error) {
+  // __launch_bounds__ may hold one level of parentheses (QLORA_MIN_BLOCKS).
   static const std::regex kEntry(
-      R"(extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)[^)]*\)\s*)?(\w+)\s*\(([^)]*)\))");
+      R"(extern\s+"C"\s+__global__\s+void\s+(?:__launch_bounds__\s*\(\s*(\d+)(?:[^()]|\([^()]*\))*\)\s*)?(\w+)\s*\(([^)]*)\))");
   CatalogSource source{file, readFileText(file), {}, {}};
   const std::string &text = source.text;
   for (std::sregex_iterator it(text.begin(), text.end(), kEntry), end;
