@@ -43,6 +43,11 @@ template <> __device__ __forceinline__ __half fromFloat<__half>(float v) {
 }
 
 /// `Width` consecutive elements, loaded and stored as one vector access.
+/// A if Condition, else B (std::conditional; NVRTC has no standard
+/// library).
+template <bool Condition, class A, class B> struct Select { using Type = A; };
+template <class A, class B> struct Select<false, A, B> { using Type = B; };
+
 template <typename T, int Width> struct alignas(sizeof(T) * Width) Pack {
   T v[Width];
 };
@@ -122,7 +127,10 @@ __device__ __forceinline__ V blockReduce(V v, Op op) {
 /// __launch_bounds__'s minimum resident blocks a SM, `older` before sm_90
 /// and `sm90` from it (0: unspecified), for blocks whose registers only
 /// sm_90's ptxas fits into a higher occupancy step without spilling.
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+/// QLORA_NO_SM90_MIN_BLOCKS (NvrtcCompiler.h's compileCudaKernel, where
+/// ptxas would spill to meet it) gives sm_90 `older` too.
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900 &&                          \
+    !defined(QLORA_NO_SM90_MIN_BLOCKS)
 #define QLORA_MIN_BLOCKS(older, sm90) sm90
 #else
 #define QLORA_MIN_BLOCKS(older, sm90) older

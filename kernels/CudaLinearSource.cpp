@@ -84,6 +84,16 @@ InstancePhase gemmPhase(Reader &r, const std::vector<Gemm> &gemms) {
   return phase;
 }
 
+/// The phase of the frozen-weight GEMM (x·Wᵀ or dy·W, the LoRA-down beside
+/// it): two 128x128 blocks a SM on sm_90, whose ptxas fits it into 128
+/// registers without spills when asked, where left alone it lands on 130
+/// (one block a SM) or on 128 with a few bytes spilled. sm_80 needs ~170.
+InstancePhase frozenWeightPhase(Reader &r, const std::vector<Gemm> &gemms) {
+  InstancePhase phase = gemmPhase(r, gemms);
+  phase.minBlocksSm90 = 2;
+  return phase;
+}
+
 /// The phases as the instance's entry and its `then` list.
 void setPhases(Instance &out, std::vector<InstancePhase> phases) {
   out.body = phases.front().body;
@@ -190,12 +200,7 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
   if (s.rank > 0)
     first.push_back(
         {"linearFwdLoraDown", "x, a, t_ws, " + step, s.rows, s.rank});
-  InstancePhase base = gemmPhase(r, first);
-  // Two 128x128 blocks a SM on sm_90: its ptxas fits x·Wᵀ (NF4 or dense,
-  // with the LoRA-down beside it or not) into 128 registers without spills
-  // when asked, where left alone it lands on 130 (one block a SM) or on 128
-  // with a 4-byte spill. sm_80 needs ~172; dy·W spills at 128 on both.
-  base.minBlocksSm90 = 2;
+  InstancePhase base = frozenWeightPhase(r, first);
   if (s.rank == 0)
     return setPhases(out, {base});
   setPhases(
@@ -213,12 +218,15 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
   out.arguments = linearArguments("dy", "dt_ws", "dx", s.rank, dropout);
   std::vector<Gemm> first = {
       {"linearGradInputBase", "dy, w, dx", s.rows, s.in}};
+  if (s.rank > 0)
+    first.push_back(
+        {"linearGradInputLoraDown", "dy, b, dt_ws", s.rows, s.rank});
+  InstancePhase base = frozenWeightPhase(r, first);
   if (s.rank == 0)
-    return setPhases(out, {gemmPhase(r, first)});
-  first.push_back({"linearGradInputLoraDown", "dy, b, dt_ws", s.rows, s.rank});
-  setPhases(out, {gemmPhase(r, first),
-                  gemmPhase(r, {{"linearGradInputLoraUp",
-                                 "dt_ws, a, dx, " + step, s.rows, s.in}})});
+    return setPhases(out, {base});
+  setPhases(out,
+            {base, gemmPhase(r, {{"linearGradInputLoraUp",
+                                  "dt_ws, a, dx, " + step, s.rows, s.in}})});
 }
 
 void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {

@@ -49,19 +49,17 @@ struct GemmTiles {
   static constexpr int kThreads = kWarps * kWarpSize;
   static constexpr int kWarpM = TileM / WarpsM, kWarpN = TileN / WarpsN;
   static constexpr int kFragmentsM = kWarpM / 16, kFragmentsN = kWarpN / 16;
-  /// Shared tile row stride in elements: rows stay 16-byte aligned, and a
-  /// 16-row fragment starts 256-bit aligned, as WMMA loads need.
-  static constexpr int kLd = kTileK + 8;
   static_assert(TileM % (16 * WarpsM) == 0 && TileN % (16 * WarpsN) == 0,
                 "a warp owns whole 16x16 fragments");
 };
 
 /// Shared memory of gemm<Tiles>: two stages of the A and B tiles (the next
 /// step's are stored while the current ones may still be read), reused by
-/// the epilogue's per-warp scratch.
+/// the epilogue's per-warp scratch. A k-contiguous tile is the larger
+/// layout (TileStage::kElements) for tiles of 32 rows or more.
 template <class Tiles> __host__ __device__ constexpr int gemmSharedBytes() {
   constexpr int kTileBytes =
-      2 * (Tiles::kTileM + Tiles::kTileN) * Tiles::kLd * 2;
+      2 * (Tiles::kTileM + Tiles::kTileN) * (Tiles::kTileK + 8) * 2;
   constexpr int kScratchBytes = Tiles::kWarps * 16 * 16 * 4;
   return kTileBytes > kScratchBytes ? kTileBytes : kScratchBytes;
 }
@@ -84,9 +82,18 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
   static_assert(OpA::kRows == kM && OpB::kRows == kN && OpB::kK == kK,
                 "operand shapes must match C");
   constexpr int kTileM = Tiles::kTileM, kTileN = Tiles::kTileN;
-  constexpr int kTileK = Tiles::kTileK, kLd = Tiles::kLd;
-  constexpr int kThreads = Tiles::kThreads;
-  constexpr int kStageElements = (kTileM + kTileN) * kLd;
+  constexpr int kTileK = Tiles::kTileK;
+  using StageA = TileStage<OpA, kTileM, kTileK, Tiles::kThreads>;
+  using StageB = TileStage<OpB, kTileN, kTileK, Tiles::kThreads>;
+  constexpr int kStageElements = StageA::kElements + StageB::kElements;
+  static_assert(2 * kStageElements * 2 <= gemmSharedBytes<Tiles>(),
+                "the stages fit the shared memory");
+  // A tile holds its operand in memory order: A(m, k) is row-major for a
+  // k-contiguous A, column-major for an m-contiguous one; B(k, n) likewise.
+  using LayoutA =
+      typename Select<StageA::kAlongK, wmma::row_major, wmma::col_major>::Type;
+  using LayoutB =
+      typename Select<StageB::kAlongK, wmma::col_major, wmma::row_major>::Type;
   unsigned char *const shared = block.shared;
   __nv_bfloat16 *const tiles = reinterpret_cast<__nv_bfloat16 *>(shared);
 
@@ -104,13 +111,13 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
     for (int j = 0; j < Tiles::kFragmentsN; ++j)
       wmma::fill_fragment(acc[i][j], 0.0f);
 
-  TileStage<OpA, kTileM, kTileK, kLd, kThreads> stageA;
-  TileStage<OpB, kTileN, kTileK, kLd, kThreads> stageB;
+  StageA stageA;
+  StageB stageB;
   constexpr Index kSteps = (kK + kTileK - 1) / kTileK;
   stageA.load(a, m0, 0);
   stageB.load(b, n0, 0);
   stageA.store(tiles);
-  stageB.store(tiles + kTileM * kLd);
+  stageB.store(tiles + StageA::kElements);
   __syncthreads();
 #pragma unroll 1
   for (Index step = 0; step < kSteps; ++step) {
@@ -120,21 +127,21 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
       stageB.load(b, n0, (step + 1) * kTileK);
     }
     const __nv_bfloat16 *tileA = unhoisted(tiles + (step % 2) * kStageElements);
-    const __nv_bfloat16 *tileB = tileA + kTileM * kLd;
+    const __nv_bfloat16 *tileB = tileA + StageA::kElements;
 #pragma unroll
     for (int kk = 0; kk < kTileK; kk += 16) {
-      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major>
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, LayoutA>
           fa[Tiles::kFragmentsM];
-      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::col_major>
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB>
           fb[Tiles::kFragmentsN];
 #pragma unroll
       for (int i = 0; i < Tiles::kFragmentsM; ++i)
-        wmma::load_matrix_sync(fa[i], tileA + (warpRow + i * 16) * kLd + kk,
-                               kLd);
+        wmma::load_matrix_sync(
+            fa[i], tileA + StageA::offset(warpRow + i * 16, kk), StageA::kLd);
 #pragma unroll
       for (int j = 0; j < Tiles::kFragmentsN; ++j)
-        wmma::load_matrix_sync(fb[j], tileB + (warpCol + j * 16) * kLd + kk,
-                               kLd);
+        wmma::load_matrix_sync(
+            fb[j], tileB + StageB::offset(warpCol + j * 16, kk), StageB::kLd);
 #pragma unroll
       for (int i = 0; i < Tiles::kFragmentsM; ++i)
 #pragma unroll
@@ -146,7 +153,7 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
       // barrier.
       __nv_bfloat16 *next = tiles + ((step + 1) % 2) * kStageElements;
       stageA.store(next);
-      stageB.store(next + kTileM * kLd);
+      stageB.store(next + StageA::kElements);
     }
     __syncthreads(); // the next stage is stored, this one is free
   }

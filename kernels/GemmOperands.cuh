@@ -178,11 +178,24 @@ struct Operand {
 
 /// One thread's part of a [Rows, TileK] tile of operand Op: loaded from
 /// global memory into registers (as bf16), then stored into a shared tile
-/// laid out [Rows][Ld] (k contiguous, as WMMA's row-major A and col-major B
-/// read it).
-template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
+/// in the operand's memory order, [Rows][kLd] (k contiguous) or
+/// [TileK][kLd] (rows contiguous), so that each vector is one store (a
+/// transposing store of 8 rows at one k hit one bank from 16 lanes).
+template <class Op, int Rows, int TileK, int Threads> struct TileStage {
   static constexpr int kWidth = Op::kWidth;
   static constexpr bool kAlongK = Op::kMajor == Major::kK;
+  /// The shared tile's stride in elements: 16-byte aligned rows whose
+  /// 16-byte pieces fall in distinct banks over 8 rows (an odd count of
+  /// them a row), and 16-row fragments 32-byte aligned, as WMMA needs.
+  static constexpr int kLd = (kAlongK ? TileK : Rows) + 8;
+  static constexpr int kElements = (kAlongK ? Rows : TileK) * kLd;
+  static_assert(kLd % 16 == 8 && (kElements * 2) % 32 == 0,
+                "odd 16-byte pieces a row; 32-byte aligned tiles");
+
+  /// Where element (row, k) of the tile is.
+  static __device__ __forceinline__ int offset(int row, int k) {
+    return kAlongK ? row * kLd + k : k * kLd + row;
+  }
   static_assert((kAlongK ? TileK : Rows) % kWidth == 0,
                 "a vector must not straddle the tile");
   static constexpr int kVectors = Rows * TileK / kWidth;
@@ -233,18 +246,11 @@ template <class Op, int Rows, int TileK, int Ld, int Threads> struct TileStage {
 
   __device__ __forceinline__ void store(__nv_bfloat16 *tile) const {
     forEach([&](int s, int row, int k) {
-      if constexpr (kWidth == 1) {
-        tile[row * Ld + k] = values[s].v[0].x;
-      } else if constexpr (kAlongK) {
-        *reinterpret_cast<Pack<Word, kWords> *>(tile + row * Ld + k) =
+      if constexpr (kWidth == 1)
+        tile[offset(row, k)] = values[s].v[0].x;
+      else // kWidth elements along the contiguous index
+        *reinterpret_cast<Pack<Word, kWords> *>(tile + offset(row, k)) =
             values[s];
-      } else {
-#pragma unroll
-        for (int j = 0; j < kWords; ++j) {
-          tile[(row + 2 * j) * Ld + k] = values[s].v[j].x;
-          tile[(row + 2 * j + 1) * Ld + k] = values[s].v[j].y;
-        }
-      }
     });
   }
 };

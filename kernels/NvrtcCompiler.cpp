@@ -62,6 +62,13 @@ std::vector<PtxasFunctionInfo> parsePtxasInfo(std::string_view log) {
   return result;
 }
 
+bool NvrtcImage::spills() const {
+  for (const PtxasFunctionInfo &function : functions)
+    if (function.spillStoreBytes > 0 || function.spillLoadBytes > 0)
+      return true;
+  return false;
+}
+
 #if QLORA_HAVE_NVRTC
 
 bool nvrtcAvailable() { return true; }
@@ -161,11 +168,41 @@ compileCuda(std::string_view source, std::string_view name,
   return images;
 }
 
+std::optional<std::vector<NvrtcImage>>
+compileCudaKernel(std::string_view source, std::string_view name,
+                  std::span<const std::string> archs, std::string &error,
+                  const NvrtcOptions &options) {
+  std::optional<std::vector<NvrtcImage>> images =
+      compileCuda(source, name, archs, error, options);
+  if (!images)
+    return std::nullopt;
+  NvrtcOptions relaxed = options;
+  relaxed.extra.push_back("-D" + std::string(kNoSm90MinBlocksDefine));
+  for (NvrtcImage &image : *images) {
+    if (image.isPtx || !image.spills())
+      continue;
+    std::optional<std::vector<NvrtcImage>> again =
+        compileCuda(source, name, std::span(&image.arch, 1), error, relaxed);
+    if (!again)
+      return std::nullopt;
+    image = std::move(again->front());
+    image.withoutSm90MinBlocks = true;
+  }
+  return images;
+}
+
 #else // !QLORA_HAVE_NVRTC
 
 bool nvrtcAvailable() { return false; }
 
 std::string nvrtcVersionString() { return "none"; }
+
+std::optional<std::vector<NvrtcImage>>
+compileCudaKernel(std::string_view source, std::string_view name,
+                  std::span<const std::string> archs, std::string &error,
+                  const NvrtcOptions &options) {
+  return compileCuda(source, name, archs, error, options);
+}
 
 std::optional<std::vector<NvrtcImage>> compileCuda(std::string_view,
                                                    std::string_view name,

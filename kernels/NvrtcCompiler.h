@@ -36,7 +36,17 @@ struct NvrtcImage {
   std::string bytes; ///< CUBIN or PTX text
   std::string log;   ///< NVRTC's program log for this arch
   std::vector<PtxasFunctionInfo> functions; ///< empty for PTX
+  /// Compiled with kNoSm90MinBlocksDefine (compileCudaKernel).
+  bool withoutSm90MinBlocks = false;
+
+  /// Whether ptxas stored or loaded any register to local memory.
+  bool spills() const;
 };
+
+/// Defined, kernels/Common.cuh's QLORA_MIN_BLOCKS(older, sm90) gives sm_90
+/// `older` too.
+inline constexpr std::string_view kNoSm90MinBlocksDefine =
+    "QLORA_NO_SM90_MIN_BLOCKS";
 
 struct NvrtcOptions {
   /// Where cuda_bf16.h and cuda_fp16.h are; defaults to the toolkit this
@@ -59,6 +69,15 @@ std::optional<std::vector<NvrtcImage>>
 compileCuda(std::string_view source, std::string_view name,
             std::span<const std::string> archs, std::string &error,
             const NvrtcOptions &options = {});
+
+/// compileCuda for a kernels/ translation unit: a CUBIN that spills is
+/// compiled again with kNoSm90MinBlocksDefine, since a QLORA_MIN_BLOCKS
+/// occupancy hint is worth its higher occupancy step only where ptxas
+/// meets it without spilling (how close it comes varies with ptxas).
+std::optional<std::vector<NvrtcImage>>
+compileCudaKernel(std::string_view source, std::string_view name,
+                  std::span<const std::string> archs, std::string &error,
+                  const NvrtcOptions &options = {});
 
 } // namespace qlora::cuda
 

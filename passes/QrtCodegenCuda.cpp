@@ -98,7 +98,7 @@ private:
 void QrtCodegenCudaPass::compile(KernelCompile &kernel,
                                  std::span<const std::string> targets) {
   std::string error;
-  std::optional<std::vector<cuda::NvrtcImage>> images = cuda::compileCuda(
+  std::optional<std::vector<cuda::NvrtcImage>> images = cuda::compileCudaKernel(
       kernel.source.source, kernel.source.entry, targets, error);
   if (!images) {
     kernel.error = "NVRTC failed:" + firstLines(error);

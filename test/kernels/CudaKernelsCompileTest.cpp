@@ -190,8 +190,8 @@ TEST_P(CudaKernelCompile, CompilesWithoutSpills) {
     GTEST_SKIP() << "built without the CUDA toolkit (NVRTC): " << c.name
                  << " not compiled";
   const std::vector<std::string> archs = {"sm_80", "sm_90", "compute_80"};
-  auto images = qlora::cuda::compileCuda(source->source, source->entry + ".cu",
-                                         archs, error);
+  auto images = qlora::cuda::compileCudaKernel(
+      source->source, source->entry + ".cu", archs, error);
   ASSERT_TRUE(images) << error;
   ASSERT_EQ(images->size(), archs.size());
   std::string report;
@@ -216,6 +216,8 @@ TEST_P(CudaKernelCompile, CompilesWithoutSpills) {
       report += " " + image.arch + ": " + std::to_string(f.registers) +
                 " registers, " + std::to_string(f.stackFrameBytes) +
                 " bytes stack";
+      if (image.withoutSm90MinBlocks)
+        report += " (its min-blocks hint would spill)";
     }
     EXPECT_TRUE(sawEntry) << "no ptxas report for " << source->entry << " on "
                           << image.arch << "\n"
@@ -288,6 +290,60 @@ TEST(NvrtcCompiler, ParsesPtxasReport) {
   EXPECT_EQ(functions[0].stackFrameBytes, 8);
   EXPECT_EQ(functions[0].spillStoreBytes, 12);
   EXPECT_EQ(functions[0].spillLoadBytes, 16);
+}
+
+/// A kernel with 40 accumulators live across a loop, asking for two blocks
+/// of 1024 threads a SM on sm_90 (32 registers each: it must spill) and
+/// for nothing before (64 registers: it need not).
+std::string heavyKernel() {
+  std::string common;
+  for (const qlora::cuda::CudaTemplateFile &file :
+       qlora::cuda::cudaTemplateFiles())
+    if (file.name == "Common.cuh")
+      common = file.text;
+  return common + R"(
+extern "C" __global__ void __launch_bounds__(1024, QLORA_MIN_BLOCKS(0, 2))
+heavy(const float *in, float *out, int n) {
+  float acc[40];
+#pragma unroll
+  for (int i = 0; i < 40; ++i)
+    acc[i] = in[i];
+  for (int t = 0; t < n; ++t) {
+    const float x = in[t * 1024 + threadIdx.x];
+#pragma unroll
+    for (int i = 0; i < 40; ++i)
+      acc[i] = fmaf(acc[i], x, float(i));
+  }
+#pragma unroll
+  for (int i = 0; i < 40; ++i)
+    out[i * 1024 + threadIdx.x] = acc[i];
+}
+)";
+}
+
+TEST(NvrtcCompiler, DropsAnSm90MinBlocksHintThatWouldSpill) {
+  if (!qlora::cuda::nvrtcAvailable())
+    GTEST_SKIP() << "built without the CUDA toolkit (NVRTC)";
+  const std::vector<std::string> archs = {"sm_80", "sm_90"};
+  std::string error;
+  // The premise: asked for two blocks, sm_90 spills.
+  auto hinted =
+      qlora::cuda::compileCuda(heavyKernel(), "heavy.cu", archs, error);
+  ASSERT_TRUE(hinted) << error;
+  EXPECT_FALSE((*hinted)[0].spills()) << (*hinted)[0].log;
+  ASSERT_TRUE((*hinted)[1].spills()) << (*hinted)[1].log;
+
+  auto images =
+      qlora::cuda::compileCudaKernel(heavyKernel(), "heavy.cu", archs, error);
+  ASSERT_TRUE(images) << error;
+  ASSERT_EQ(images->size(), 2u);
+  EXPECT_EQ((*images)[0].arch, "sm_80");
+  EXPECT_FALSE((*images)[0].withoutSm90MinBlocks);
+  EXPECT_EQ((*images)[0].bytes, (*hinted)[0].bytes);
+  EXPECT_EQ((*images)[1].arch, "sm_90");
+  EXPECT_TRUE((*images)[1].withoutSm90MinBlocks);
+  EXPECT_FALSE((*images)[1].spills()) << (*images)[1].log;
+  EXPECT_GT((*images)[1].functions.at(0).registers, 32);
 }
 
 TEST(NvrtcCompiler, SaysWhenNvrtcIsMissing) {

@@ -74,7 +74,7 @@ int main(int argc, char **argv) {
         return 1;
       }
       auto images =
-          qlora::cuda::compileCuda(source->source, c.name, archs, error);
+          qlora::cuda::compileCudaKernel(source->source, c.name, archs, error);
       if (!images) {
         std::cerr << "qlora-cuda-parity-pack: " << c.name << ": " << error
                   << "\n";
