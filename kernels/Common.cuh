@@ -42,12 +42,12 @@ template <> __device__ __forceinline__ __half fromFloat<__half>(float v) {
   return __float2half_rn(v);
 }
 
-/// `Width` consecutive elements, loaded and stored as one vector access.
 /// A if Condition, else B (std::conditional; NVRTC has no standard
 /// library).
 template <bool Condition, class A, class B> struct Select { using Type = A; };
 template <class A, class B> struct Select<false, A, B> { using Type = B; };
 
+/// `Width` consecutive elements, loaded and stored as one vector access.
 template <typename T, int Width> struct alignas(sizeof(T) * Width) Pack {
   T v[Width];
 };

@@ -12,11 +12,13 @@
 // per-warp 16x16 fp32 scratch (aliasing the operand tiles) and writes only
 // elements inside C.
 //
-// A launch runs one or more independent GEMMs side by side (gemmGroup): a
-// 1-D grid whose blocks are dealt to the GEMMs in order, each GEMM's tiles
-// row by row. The rank-sized LoRA GEMMs have too few tiles to fill a GPU
-// alone (N = r: 16-64 blocks at 7B); beside the frozen-weight GEMM they run
-// in its last wave instead of in a launch of their own.
+// A launch runs one or more independent GEMMs side by side (gemmGroup): the
+// first GEMM's tiles and, in extra columns of the grid, the others'. The
+// rank-sized LoRA GEMMs have too few tiles to fill a GPU alone (N = r:
+// 16-64 blocks at 7B); beside the frozen-weight GEMM they run among its
+// blocks instead of in a launch of their own. Operand tiles sit in shared
+// memory in their memory order (GemmOperands.cuh's TileStage), read with
+// the matching WMMA layout.
 //
 // Launches (KernelAbi.h; the builder launches them in order on one stream,
 // the GEMMs of one launch separated by a comma):
