@@ -93,11 +93,6 @@ protected:
   std::string configPath() const {
     return (dir / "adapter" / "adapter_config.json").string();
   }
-  std::string read(const std::string &path) const {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in),
-            std::istreambuf_iterator<char>()};
-  }
   void writeText(const std::string &path, const std::string &text) {
     std::ofstream out(path, std::ios::binary);
     out << text;
@@ -214,7 +209,7 @@ const char kConfigJson[] = R"({
 TEST_F(AdapterTest, WritesTheConfigAsPeftDoes) {
   LoraWeights weights(4, kModules, 1.0f);
   save(weights, makeConfig(4));
-  EXPECT_EQ(read(configPath()), kConfigJson);
+  EXPECT_EQ(readFile(configPath()), kConfigJson);
 }
 
 TEST_F(AdapterTest, ConfigDerivesTargetModulesAndKeepsFractionalAlpha) {
@@ -226,7 +221,7 @@ TEST_F(AdapterTest, ConfigDerivesTargetModulesAndKeepsFractionalAlpha) {
   config.useRslora = true;
   config.baseModelNameOrPath.clear();
   save(weights, config);
-  std::string text = read(configPath());
+  std::string text = readFile(configPath());
   EXPECT_NE(text.find("\"target_modules\": [\n    \"q_proj\",\n    "
                       "\"v_proj\"\n  ]"),
             std::string::npos)

@@ -206,11 +206,6 @@ TEST(ProgressBarTest, MeasuresElapsedTimeItself) {
 class MetricsTest : public qlora::testing::TempDirTest {
 protected:
   MetricsTest() : TempDirTest("metrics") {}
-  std::string read(const std::string &path) {
-    std::ifstream in(path, std::ios::binary);
-    return {std::istreambuf_iterator<char>(in),
-            std::istreambuf_iterator<char>()};
-  }
 };
 
 TEST_F(MetricsTest, LineHasTheKeysInOrder) {
@@ -238,19 +233,20 @@ TEST_F(MetricsTest, WritesOneFlushedLinePerStepAndTruncates) {
   std::unique_ptr<MetricsWriter> writer = MetricsWriter::open(path, error);
   ASSERT_TRUE(writer) << error;
   EXPECT_EQ(writer->path(), path);
-  EXPECT_EQ(read(path), "");
+  EXPECT_EQ(readFile(path), "");
   ASSERT_TRUE(writer->write({1, 3.0, 1e-4, 0.5, 100, 1}, error)) << error;
   // Flushed: readable before close.
-  EXPECT_EQ(read(path), metricsLine({1, 3.0, 1e-4, 0.5, 100, 1}) + "\n");
+  EXPECT_EQ(readFile(path), metricsLine({1, 3.0, 1e-4, 0.5, 100, 1}) + "\n");
   ASSERT_TRUE(writer->write({2, 2.0, 1e-4, 0.25, 200, 2}, error)) << error;
   ASSERT_TRUE(writer->close(error)) << error;
   EXPECT_TRUE(writer->close(error));
-  EXPECT_EQ(read(path), R"({"step":1,"loss":3.0,"lr":0.0001,"grad_norm":0.5,)"
-                        R"("tokens_per_s":100.0,"elapsed_s":1.0})"
-                        "\n"
-                        R"({"step":2,"loss":2.0,"lr":0.0001,"grad_norm":0.25,)"
-                        R"("tokens_per_s":200.0,"elapsed_s":2.0})"
-                        "\n");
+  EXPECT_EQ(readFile(path),
+            R"({"step":1,"loss":3.0,"lr":0.0001,"grad_norm":0.5,)"
+            R"("tokens_per_s":100.0,"elapsed_s":1.0})"
+            "\n"
+            R"({"step":2,"loss":2.0,"lr":0.0001,"grad_norm":0.25,)"
+            R"("tokens_per_s":200.0,"elapsed_s":2.0})"
+            "\n");
   EXPECT_FALSE(writer->write({3, 1, 1, 1, 1, 1}, error));
   EXPECT_EQ(error, path + ": cannot write the metrics of step 3: the file is "
                           "closed");

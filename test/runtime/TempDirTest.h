@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
 #include <unistd.h>
 
@@ -27,6 +29,13 @@ protected:
   void TearDown() override {
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
+  }
+
+  /// The whole file, "" where it cannot be read.
+  static std::string readFile(const std::filesystem::path &path) {
+    std::ifstream in(path, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in),
+            std::istreambuf_iterator<char>()};
   }
 
   std::string prefix;
