@@ -34,17 +34,23 @@ struct Tiles {
 };
 
 /// 128x128x32 tiles on 8 warps (64x32 each) where C has enough of them to
-/// fill the GPU, else 64x64x32 tiles on 8 warps (32x16 each).
-Tiles chooseTiles(int64_t m, int64_t n) {
-  if (m >= 128 && n >= 128 && int64_t(ceilDiv(m, 128)) * ceilDiv(n, 128) >= 64)
+/// fill the GPU and K is deep enough to reuse them, else 64x64x32 tiles on
+/// 8 warps (32x16 each). A GEMM over K <= 64 (the LoRA-up's K = r) does 2k
+/// flops per element of C it reads and writes back: bound by memory, it
+/// wants the smaller tiles' occupancy (~80 registers, 2-3 blocks a SM,
+/// against ~172 and one) more than the larger ones' reuse.
+Tiles chooseTiles(int64_t m, int64_t n, int64_t k) {
+  if (k > 64 && m >= 128 && n >= 128 &&
+      int64_t(ceilDiv(m, 128)) * ceilDiv(n, 128) >= 64)
     return {128, 128, 2, 4, 32};
   return {64, 64, 2, 4, 32};
 }
 
-/// One GEMM: `function<Config, tiles>(block, arguments)` over C[m, n].
+/// One GEMM: `function<Config, tiles>(block, arguments)` over C[m, n],
+/// K deep.
 struct Gemm {
   std::string function, arguments;
-  int64_t m, n;
+  int64_t m, n, k;
 };
 
 /// A phase of independent GEMMs, each with its own tiles, in one grid
@@ -55,7 +61,7 @@ InstancePhase gemmPhase(Reader &r, const std::vector<Gemm> &gemms) {
   phase.body = "qlora::cuda::gemmGroup(";
   int64_t tilesM = 0, tilesN = 0, restBlocks = 0;
   for (const Gemm &gemm : gemms) {
-    Tiles tiles = chooseTiles(gemm.m, gemm.n);
+    Tiles tiles = chooseTiles(gemm.m, gemm.n, gemm.k);
     bool first = &gemm == &gemms.front();
     if (!first) {
       phase.body += ",";
@@ -196,16 +202,15 @@ void buildLinearFwd(Reader &r, const std::string &T, Instance &out) {
     return;
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("x", "t_ws", "y", s.rank, dropout);
-  std::vector<Gemm> first = {{"linearFwdBase", "x, w, y", s.rows, s.out}};
+  std::vector<Gemm> first = {{"linearFwdBase", "x, w, y", s.rows, s.out, s.in}};
   if (s.rank > 0)
     first.push_back(
-        {"linearFwdLoraDown", "x, a, t_ws, " + step, s.rows, s.rank});
+        {"linearFwdLoraDown", "x, a, t_ws, " + step, s.rows, s.rank, s.in});
   InstancePhase base = frozenWeightPhase(r, first);
   if (s.rank == 0)
     return setPhases(out, {base});
-  setPhases(
-      out,
-      {base, gemmPhase(r, {{"linearFwdLoraUp", "t_ws, b, y", s.rows, s.out}})});
+  setPhases(out, {base, gemmPhase(r, {{"linearFwdLoraUp", "t_ws, b, y", s.rows,
+                                       s.out, s.rank}})});
 }
 
 void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
@@ -217,16 +222,16 @@ void buildLinearGradInput(Reader &r, const std::string &T, Instance &out) {
   std::string step = dropout ? "step" : "nullptr";
   out.arguments = linearArguments("dy", "dt_ws", "dx", s.rank, dropout);
   std::vector<Gemm> first = {
-      {"linearGradInputBase", "dy, w, dx", s.rows, s.in}};
+      {"linearGradInputBase", "dy, w, dx", s.rows, s.in, s.out}};
   if (s.rank > 0)
     first.push_back(
-        {"linearGradInputLoraDown", "dy, b, dt_ws", s.rows, s.rank});
+        {"linearGradInputLoraDown", "dy, b, dt_ws", s.rows, s.rank, s.out});
   InstancePhase base = frozenWeightPhase(r, first);
   if (s.rank == 0)
     return setPhases(out, {base});
-  setPhases(out,
-            {base, gemmPhase(r, {{"linearGradInputLoraUp",
-                                  "dt_ws, a, dx, " + step, s.rows, s.in}})});
+  setPhases(out, {base, gemmPhase(r, {{"linearGradInputLoraUp",
+                                       "dt_ws, a, dx, " + step, s.rows, s.in,
+                                       s.rank}})});
 }
 
 void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
@@ -241,9 +246,10 @@ void buildLoraGrad(Reader &r, const std::string &T, Instance &out) {
       "*db";
   if (dropout)
     out.arguments += ", const long long *step";
-  setPhases(out,
-            {gemmPhase(r, {{"loraGradA", "dt_ws, x, da, " + step, s.rank, s.in},
-                           {"loraGradB", "dy, t_ws, db", s.out, s.rank}})});
+  setPhases(
+      out, {gemmPhase(
+               r, {{"loraGradA", "dt_ws, x, da, " + step, s.rank, s.in, s.rows},
+                   {"loraGradB", "dy, t_ws, db", s.out, s.rank, s.rows}})});
 }
 
 } // namespace qlora::cuda::detail
