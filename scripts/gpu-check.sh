@@ -92,18 +92,35 @@ run)
     step "compute-sanitizer: not on this machine; memcheck and racecheck NOT run"
     status=1
   else
+    # Bounded, so that a slow tool cannot eat the device call: a run cut
+    # short says how far it got (the gtest lines it printed) and does not
+    # count as clean.
+    sanitize() { # tool what log command...
+      local tool=$1 what=$2 log=$3 rc=0
+      shift 3
+      timeout "${SANITIZER_TIMEOUT:-100}" "$SANITIZER" --tool "$tool" \
+        --error-exitcode 3 "$@" >"$log" 2>&1 || rc=$?
+      case $rc in
+      0) echo "$tool: $what clean" ;;
+      124)
+        echo "$tool: $what NOT FINISHED in ${SANITIZER_TIMEOUT:-100} s" \
+          "($(grep -c '^\[       OK \]' "$log") tests done, $(grep -c '========= ' "$log") report lines)"
+        status=1
+        ;;
+      *)
+        echo "$tool: $what FAILED (exit $rc)"
+        tail -40 "$log"
+        status=1
+        ;;
+      esac
+    }
     for tool in memcheck racecheck; do
       step "compute-sanitizer --tool $tool"
-      # Bounded, so that a slow tool cannot eat the device call's 10 minutes.
-      timeout "${SANITIZER_TIMEOUT:-100}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
-        "$STAGE/qlora-cuda-tests" --gtest_filter='*CudaGpuParity*' \
-        >"$LOG/$tool-parity.log" 2>&1 && echo "$tool: parity kernels clean" ||
-        { echo "$tool: parity kernels FAILED"; tail -40 "$LOG/$tool-parity.log"; status=1; }
-      timeout "${SANITIZER_TIMEOUT:-100}" "$SANITIZER" --tool "$tool" --error-exitcode 3 \
+      sanitize "$tool" "parity kernels" "$LOG/$tool-parity.log" \
+        "$STAGE/qlora-cuda-tests" --gtest_filter="${SANITIZER_FILTER:-*CudaGpuParity*}"
+      sanitize "$tool" "3 training steps" "$LOG/$tool-train.log" \
         "$STAGE/qlora-run" "$STAGE/tiny-cuda.train.bin" --data "$STAGE/tokens.bin" \
-        --steps 3 --device cuda --no-progress >"$LOG/$tool-train.log" 2>&1 &&
-        echo "$tool: 3 training steps clean" ||
-        { echo "$tool: training steps FAILED"; tail -40 "$LOG/$tool-train.log"; status=1; }
+        --steps 3 --device cuda --no-progress
     done
   fi
 
