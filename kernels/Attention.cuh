@@ -26,11 +26,6 @@
 
 namespace qlora::cuda {
 
-template <typename T> struct IsBf16 { static constexpr bool value = false; };
-template <> struct IsBf16<__nv_bfloat16> {
-  static constexpr bool value = true;
-};
-
 /// Tensor cores for bf16 activations, fp32 FMA for f32 ones.
 template <class Config>
 __device__ void

@@ -47,6 +47,11 @@ template <> __device__ __forceinline__ __half fromFloat<__half>(float v) {
 template <bool Condition, class A, class B> struct Select { using Type = A; };
 template <class A, class B> struct Select<false, A, B> { using Type = B; };
 
+template <typename T> struct IsBf16 { static constexpr bool value = false; };
+template <> struct IsBf16<__nv_bfloat16> {
+  static constexpr bool value = true;
+};
+
 /// `Width` consecutive elements, loaded and stored as one vector access.
 template <typename T, int Width> struct alignas(sizeof(T) * Width) Pack {
   T v[Width];
@@ -122,6 +127,44 @@ __device__ __forceinline__ V blockReduce(V v, Op op) {
   v = warpReduce(v, op);
   __syncthreads(); // `partial` may be reused by the next call
   return v;
+}
+
+/// Starts copying `Bytes` (4, 8 or 16, aligned so) from global `src` to
+/// shared `dst` without staging them in registers (cp.async, sm_80), or
+/// writing zeros there when !inside (src is then not read). The copies of
+/// a thread land by its next waitCopies(). The host emulator's shim
+/// (test/emu) defers them to that point, so a read before it sees stale
+/// shared memory.
+template <int Bytes>
+__device__ __forceinline__ void copyAsync(void *dst, const void *src,
+                                          bool inside) {
+  static_assert(Bytes == 4 || Bytes == 8 || Bytes == 16, "cp.async sizes");
+#if defined(__CUDA_ARCH__)
+  const unsigned shared = unsigned(__cvta_generic_to_shared(dst));
+  if constexpr (Bytes == 16)
+    asm volatile(
+        "cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(shared),
+        "l"(src), "r"(inside ? 16 : 0));
+  else
+    asm volatile(
+        "cp.async.ca.shared.global [%0], [%1], %2, %3;\n" ::"r"(shared),
+        "l"(src), "n"(Bytes), "r"(inside ? Bytes : 0));
+#elif defined(QLORACC_TEST_EMU_CUDAHOSTSHIM_H)
+  qlora_emu::copyAsync(dst, src, inside ? Bytes : 0, Bytes);
+#else
+  for (int i = 0; i < Bytes; ++i)
+    static_cast<char *>(dst)[i] =
+        inside ? static_cast<const char *>(src)[i] : char(0);
+#endif
+}
+
+/// Waits for this thread's copyAsync copies.
+__device__ __forceinline__ void waitCopies() {
+#if defined(__CUDA_ARCH__)
+  asm volatile("cp.async.wait_all;\n" ::);
+#elif defined(QLORACC_TEST_EMU_CUDAHOSTSHIM_H)
+  qlora_emu::waitCopies();
+#endif
 }
 
 /// __launch_bounds__'s minimum resident blocks a SM, `older` before sm_90

@@ -4,11 +4,12 @@
 // and the phases of the three LoRA linear kernels built from it. A block
 // computes a [kTileM, kTileN] tile of C with kWarpsM x kWarpsN warps; each warp
 // owns a [kWarpM, kWarpN] sub-tile of 16x16 WMMA fragments (bf16 inputs, fp32
-// accumulators). The K loop steps kTileK (32) at a time: the next step's
-// operand tiles are loaded into registers (GemmOperands.cuh: converted to bf16,
-// NF4 decoded, dropout applied, zero outside the problem) while the tensor
-// cores work on the current ones in shared memory, then stored into the other
-// of two shared stages (one barrier a step). The epilogue goes through a
+// accumulators). The K loop steps kTileK (32) at a time: while the tensor
+// cores work on the current operand tiles in shared memory, the next step's
+// come into the other of two shared stages, bf16 ones by cp.async and the
+// rest through registers (GemmOperands.cuh: converted to bf16, NF4 decoded,
+// dropout applied, zero outside the problem), landed before the step's one
+// barrier. The epilogue goes through a
 // per-warp 16x16 fp32 scratch (aliasing the operand tiles) and writes only
 // elements inside C.
 //
@@ -116,17 +117,21 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
   StageA stageA;
   StageB stageB;
   constexpr Index kSteps = (kK + kTileK - 1) / kTileK;
-  stageA.load(a, m0, 0);
-  stageB.load(b, n0, 0);
+  stageA.load(a, m0, 0, tiles);
+  stageB.load(b, n0, 0, tiles + StageA::kElements);
   stageA.store(tiles);
   stageB.store(tiles + StageA::kElements);
+  waitCopies();
   __syncthreads();
 #pragma unroll 1
   for (Index step = 0; step < kSteps; ++step) {
     const bool more = step + 1 < kSteps; // the same in every thread
+    // The other stage was last read in the previous step, before its
+    // barrier: copies may land there while this one is read.
+    __nv_bfloat16 *next = tiles + ((step + 1) % 2) * kStageElements;
     if (more) {
-      stageA.load(a, m0, (step + 1) * kTileK);
-      stageB.load(b, n0, (step + 1) * kTileK);
+      stageA.load(a, m0, (step + 1) * kTileK, next);
+      stageB.load(b, n0, (step + 1) * kTileK, next + StageA::kElements);
     }
     const __nv_bfloat16 *tileA = unhoisted(tiles + (step % 2) * kStageElements);
     const __nv_bfloat16 *tileB = tileA + StageA::kElements;
@@ -151,12 +156,10 @@ __device__ void gemm(const GemmBlock &block, const OpA &a, const OpB &b,
           wmma::mma_sync(acc[i][j], fa[i], fb[j], acc[i][j]);
     }
     if (more) {
-      // The other stage was last read in the previous step, before its
-      // barrier.
-      __nv_bfloat16 *next = tiles + ((step + 1) % 2) * kStageElements;
       stageA.store(next);
       stageB.store(next + StageA::kElements);
     }
+    waitCopies();
     __syncthreads(); // the next stage is stored, this one is free
   }
 

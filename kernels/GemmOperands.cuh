@@ -68,6 +68,7 @@ __device__ __forceinline__ void storeVector(E *p, Index i,
 //===- sources ------------------------------------------------------------===//
 
 template <typename E> struct DenseSource {
+  static constexpr bool kBf16 = IsBf16<E>::value; ///< stored as the tiles
   /// The elements per read along a contiguous extent: 16 bytes at most.
   __host__ __device__ static constexpr int width(Index extent) {
     return widthDividing(extent, int(16 / sizeof(E)));
@@ -82,6 +83,7 @@ template <typename E> struct DenseSource {
 
 /// An NF4 weight; `tables` in shared memory (loadNf4Tables).
 template <class Config> struct Nf4Source {
+  static constexpr bool kBf16 = false;
   /// nf4Decode reads 8, 2 or 1 codes, within one absmax block.
   __host__ __device__ static constexpr int width(Index extent) {
     return extent % 8 == 0 && Config::kBlockSize % 8 == 0   ? 8
@@ -152,8 +154,20 @@ struct Operand {
   static constexpr Major kMajor = kMajor_;
   static constexpr Index kRows = kRows_, kK = kK_;
   static constexpr int kWidth = Source::width(kMajor == Major::kK ? kK : kRows);
+  /// Tiles of it can be copied to shared memory as stored.
+  static constexpr bool kCopyable = Source::kBf16 && !Mask::kActive;
   Source source;
   Mask mask;
+
+  static __device__ __forceinline__ Index offset(Index row, Index k) {
+    return kMajor == Major::kK ? row * kK + k : k * kRows + row;
+  }
+
+  /// Where elements (row, k), ... are stored (kCopyable), or null outside
+  /// the problem.
+  __device__ __forceinline__ const void *address(Index row, Index k) const {
+    return row >= kRows || k >= kK ? nullptr : source.data + offset(row, k);
+  }
 
   /// Elements (row, k), ... (row, k + kWidth - 1) (Major::kK) or (row, k),
   /// ... (row + kWidth - 1, k) (Major::kRow); zeros outside the problem.
@@ -166,18 +180,20 @@ struct Operand {
         out[j] = 0.0f;
       return;
     }
-    const Index offset = kMajor == Major::kK ? row * kK + k : k * kRows + row;
-    source.template read<kWidth>(offset, out);
+    const Index first = offset(row, k);
+    source.template read<kWidth>(first, out);
     if constexpr (Mask::kActive) {
 #pragma unroll
       for (int j = 0; j < kWidth; ++j)
-        out[j] *= mask.factor(offset + j);
+        out[j] *= mask.factor(first + j);
     }
   }
 };
 
 /// One thread's part of a [Rows, TileK] tile of operand Op: loaded from
-/// global memory into registers (as bf16), then stored into a shared tile
+/// global memory into registers (as bf16), then stored into a shared tile,
+/// or, for an operand stored as bf16 and unmasked, copied there directly
+/// (copyAsync: no registers held, landed by waitCopies); the tile is kept
 /// in the operand's memory order, [Rows][kLd] (k contiguous) or
 /// [TileK][kLd] (rows contiguous), so that each vector is one store (a
 /// transposing store of 8 rows at one k hit one bank from 16 lanes).
@@ -200,6 +216,7 @@ template <class Op, int Rows, int TileK, int Threads> struct TileStage {
                 "a vector must not straddle the tile");
   static constexpr int kVectors = Rows * TileK / kWidth;
   static constexpr int kSteps = (kVectors + Threads - 1) / Threads;
+  static constexpr bool kAsync = Op::kCopyable && kWidth >= 2;
 
   /// Pairs packed in one register each.
   static constexpr int kWords = kWidth == 1 ? 1 : kWidth / 2;
@@ -230,7 +247,17 @@ template <class Op, int Rows, int TileK, int Threads> struct TileStage {
     }
   }
 
-  __device__ __forceinline__ void load(const Op &op, Index row0, Index k0) {
+  /// Starts bringing in the tile at (row0, k0), bound for `tile`.
+  __device__ __forceinline__ void load(const Op &op, Index row0, Index k0,
+                                       __nv_bfloat16 *tile) {
+    if constexpr (kAsync) {
+      forEach([&](int, int row, int k) {
+        const void *src = op.address(row0 + row, k0 + k);
+        copyAsync<kWidth * 2>(tile + offset(row, k), src ? src : op.source.data,
+                              src != nullptr);
+      });
+      return;
+    }
     forEach([&](int s, int row, int k) {
       float out[kWidth];
       op.read(row0 + row, k0 + k, out);
@@ -244,7 +271,10 @@ template <class Op, int Rows, int TileK, int Threads> struct TileStage {
     });
   }
 
+  /// Stores what load left in registers (copies land by waitCopies).
   __device__ __forceinline__ void store(__nv_bfloat16 *tile) const {
+    if constexpr (kAsync)
+      return;
     forEach([&](int s, int row, int k) {
       if constexpr (kWidth == 1)
         tile[offset(row, k)] = values[s].v[0].x;

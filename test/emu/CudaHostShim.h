@@ -343,6 +343,14 @@ struct Fiber {
 
 constexpr size_t kStackBytes = 512 * 1024;
 
+/// A cp.async: `size` bytes at `dst`, the first `read` of them from `src`,
+/// the rest zeros.
+struct PendingCopy {
+  void *dst;
+  const void *src;
+  int read, size;
+};
+
 /// The launch being run.
 struct Launch {
   void (*body)(void *) = nullptr;
@@ -356,6 +364,8 @@ struct Launch {
   /// Two slots a lane (a shuffle alternates between them).
   std::vector<uint64_t> slots;
   std::vector<unsigned> shuffles; ///< shuffles done by each warp's lanes
+  /// Each thread's copyAsync copies not waited for yet.
+  std::vector<std::vector<PendingCopy>> copies;
   Fiber *switchedFrom = nullptr;
 };
 inline Launch *launch = nullptr;
@@ -578,6 +588,7 @@ void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
       l.warps[size_t(w)].count = std::min(32, int(threads) - 32 * w);
     l.slots.assign(size_t(warps) * 64, 0);
     l.shuffles.assign(threads, 0);
+    l.copies.assign(threads, {});
     l.finished = 0;
     for (unsigned t = 0; t < threads; ++t) {
       l.fibers[t].id = {t, 0, 0};
@@ -601,6 +612,22 @@ void launchEntry(void (*entry)(P...), void *const *args, dim3 grid,
   static Launch l;
   auto body = [&] { call(entry, args, std::index_sequence_for<P...>()); };
   run(grid, threads, body, l);
+}
+
+/// cp.async, deferred to the thread's next waitCopies (the latest a GPU
+/// may land it), so that a read of the destination before then sees what
+/// was there.
+inline void copyAsync(void *dst, const void *src, int read, int size) {
+  launch->copies[size_t(launch->current)].push_back({dst, src, read, size});
+}
+
+inline void waitCopies() {
+  for (const PendingCopy &c : launch->copies[size_t(launch->current)]) {
+    std::memcpy(c.dst, c.src, size_t(c.read));
+    std::memset(static_cast<char *>(c.dst) + c.read, 0,
+                size_t(c.size - c.read));
+  }
+  launch->copies[size_t(launch->current)].clear();
 }
 
 } // namespace qlora_emu

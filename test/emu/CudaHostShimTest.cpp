@@ -3,9 +3,9 @@
 //
 // Small hand-written kernels, built like the generated ones, checked against
 // what CUDA documents: shuffles (widths, out-of-range lanes), votes,
-// barriers between interleaved threads, the last block of a grid through
-// __device__ globals and atomics, fp16/bf16 rounding, WMMA layouts, and a
-// barrier that can never release.
+// barriers between interleaved threads, deferred async copies, the last
+// block of a grid through __device__ globals and atomics, fp16/bf16
+// rounding, WMMA layouts, and a barrier that can never release.
 //
 //===----------------------------------------------------------------------===//
 #include "test/emu/HostKernelLibrary.h"
@@ -130,6 +130,23 @@ extern "C" __global__ void __launch_bounds__(32) misaligned(float *out) {
   out[threadIdx.x] = 1;
 }
 
+// cp.async on the emulator (kernels/Common.cuh's copyAsync): a copy lands
+// at the thread's waitCopies, not before; one that reads 0 bytes writes
+// zeros.
+extern "C" __global__ void __launch_bounds__(32) copies(const float *in,
+                                                       float *out) {
+  __shared__ float s[64];
+  const int t = threadIdx.x;
+  s[t] = -1;
+  s[32 + t] = -1;
+  qlora_emu::copyAsync(&s[t], &in[t], 4, 4);
+  qlora_emu::copyAsync(&s[32 + t], &in[t], 0, 4);
+  out[t] = s[t];
+  qlora_emu::waitCopies();
+  out[32 + t] = s[t];
+  out[64 + t] = s[32 + t];
+}
+
 // Thread 0 waits on its warp while the others wait on the block.
 extern "C" __global__ void __launch_bounds__(64) stuck(float *out) {
   if (threadIdx.x == 0)
@@ -147,7 +164,7 @@ protected:
     library = HostKernelLibrary::build("shim", kSource,
                                        {"shuffles", "prefix", "racyPrefix",
                                         "lastBlock", "roundings", "tile",
-                                        "misaligned", "stuck"},
+                                        "misaligned", "stuck", "copies"},
                                        error)
                   .release();
     ASSERT_TRUE(library) << error;
@@ -202,6 +219,18 @@ TEST_F(CudaHostShim, AMissingBarrierShows) {
   for (int i = 0; i < 96; ++i)
     wrong += out[size_t(i)] != float(i + 1);
   EXPECT_GT(wrong, 48);
+}
+
+TEST_F(CudaHostShim, AsyncCopiesLandAtTheWait) {
+  std::vector<float> in(32), out(96, 7);
+  for (int i = 0; i < 32; ++i)
+    in[size_t(i)] = float(i + 1);
+  run("copies", {in.data(), out.data()}, 1, 32);
+  for (int t = 0; t < 32; ++t) {
+    EXPECT_EQ(out[size_t(t)], -1) << t;
+    EXPECT_EQ(out[size_t(32 + t)], float(t + 1)) << t;
+    EXPECT_EQ(out[size_t(64 + t)], 0) << t;
+  }
 }
 
 TEST_F(CudaHostShim, TheLastBlockSeesEveryBlocksGlobals) {
