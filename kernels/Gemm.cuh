@@ -9,9 +9,8 @@
 // come into the other of two shared stages, bf16 ones by cp.async and the
 // rest through registers (GemmOperands.cuh: converted to bf16, NF4 decoded,
 // dropout applied, zero outside the problem), landed before the step's one
-// barrier. The epilogue goes through a
-// per-warp 16x16 fp32 scratch (aliasing the operand tiles) and writes only
-// elements inside C.
+// barrier. The epilogue goes through a per-warp 16x16 fp32 scratch
+// (aliasing the operand tiles) and writes only elements inside C.
 //
 // A launch runs one or more independent GEMMs side by side (gemmGroup): the
 // first GEMM's tiles and, in extra columns of the grid, the others'. The
