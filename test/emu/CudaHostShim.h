@@ -616,8 +616,20 @@ void launchEntry(void (*entry)(P...), void *const *args, dim3 grid,
 
 /// cp.async, deferred to the thread's next waitCopies (the latest a GPU
 /// may land it), so that a read of the destination before then sees what
-/// was there.
+/// was there. Both addresses must be aligned to the copy's size, as PTX
+/// requires (a GPU raises a misaligned-address error), even when nothing
+/// is read.
 inline void copyAsync(void *dst, const void *src, int read, int size) {
+  const auto misaligned = [size](const void *p) {
+    return reinterpret_cast<uintptr_t>(p) % unsigned(size) != 0;
+  };
+  if (misaligned(dst) || misaligned(src)) {
+    std::fprintf(stderr,
+                 "cuda emulator: cp.async of %d bytes from %p to %p: both "
+                 "must be %d-byte aligned (block %u, thread %u)\n",
+                 size, src, dst, size, blockIdx.x, threadIdx.x);
+    std::abort();
+  }
   launch->copies[size_t(launch->current)].push_back({dst, src, read, size});
 }
 

@@ -1,11 +1,11 @@
-//===- CudaHostShimTest.cpp - CudaHostShim.h's pieces, one by one
-//----------===//
+//===- CudaHostShimTest.cpp - CudaHostShim.h's pieces, one by one ---------===//
 //
 // Small hand-written kernels, built like the generated ones, checked against
 // what CUDA documents: shuffles (widths, out-of-range lanes), votes,
-// barriers between interleaved threads, deferred async copies, the last
-// block of a grid through __device__ globals and atomics, fp16/bf16
-// rounding, WMMA layouts, and a barrier that can never release.
+// barriers between interleaved threads, deferred and aligned async copies,
+// aligned vector loads, the last block of a grid through __device__ globals and
+// atomics, fp16/bf16 rounding, WMMA layouts, and a barrier that can never
+// release.
 //
 //===----------------------------------------------------------------------===//
 #include "test/emu/HostKernelLibrary.h"
@@ -147,6 +147,22 @@ extern "C" __global__ void __launch_bounds__(32) copies(const float *in,
   out[64 + t] = s[32 + t];
 }
 
+// A 16-byte cp.async from 4 bytes past a 16-byte boundary.
+extern "C" __global__ void __launch_bounds__(32) misalignedCopy(
+    const float *in, float *out) {
+  __shared__ __align__(16) float s[8];
+  qlora_emu::copyAsync(s, in + 1, 16, 16);
+  qlora_emu::waitCopies();
+  out[threadIdx.x] = s[0];
+}
+
+// A 16-byte vector load from 4 bytes past a 16-byte boundary.
+extern "C" __global__ void __launch_bounds__(32) misalignedVector(
+    const float *in, float *out) {
+  const uint4 v = *reinterpret_cast<const uint4 *>(in + 1);
+  out[threadIdx.x] = float(v.x);
+}
+
 // Thread 0 waits on its warp while the others wait on the block.
 extern "C" __global__ void __launch_bounds__(64) stuck(float *out) {
   if (threadIdx.x == 0)
@@ -164,7 +180,8 @@ protected:
     library = HostKernelLibrary::build("shim", kSource,
                                        {"shuffles", "prefix", "racyPrefix",
                                         "lastBlock", "roundings", "tile",
-                                        "misaligned", "stuck", "copies"},
+                                        "misaligned", "stuck", "copies",
+                                        "misalignedCopy", "misalignedVector"},
                                        error)
                   .release();
     ASSERT_TRUE(library) << error;
@@ -291,6 +308,17 @@ TEST_F(CudaHostShim, WmmaReadsAndWritesBothLayouts) {
 TEST_F(CudaHostShim, AMisalignedFragmentAborts) {
   std::vector<float> out(32);
   EXPECT_DEATH(run("misaligned", {out.data()}, 1, 32), "32-byte aligned");
+}
+
+TEST_F(CudaHostShim, AMisalignedAsyncCopyAborts) {
+  alignas(16) float in[8] = {}, out[32];
+  EXPECT_DEATH(run("misalignedCopy", {in, out}, 1, 32), "16-byte aligned");
+}
+
+TEST_F(CudaHostShim, AMisalignedVectorLoadAborts) {
+  alignas(16) float in[8] = {}, out[32];
+  EXPECT_DEATH(run("misalignedVector", {in, out}, 1, 32),
+               "misaligned address .* requires 16 byte alignment");
 }
 
 TEST_F(CudaHostShim, ABarrierThatNeverReleasesAborts) {

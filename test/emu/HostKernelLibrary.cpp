@@ -26,6 +26,12 @@ std::string readFileText(const std::filesystem::path &path) {
   return std::string(std::istreambuf_iterator<char>(in), {});
 }
 
+std::string HostKernelLibrary::compilerFlags() {
+  const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
+  return std::string("-O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w ") +
+         QLORA_EMU_CHECKS + " " + (extra ? extra : "");
+}
+
 bool HostKernelLibrary::compile(const std::string &source,
                                 const std::vector<std::string> &entries,
                                 const std::filesystem::path &dir,
@@ -42,14 +48,11 @@ bool HostKernelLibrary::compile(const std::string &source,
             entry + ", args, dim3{x, y, z}, threads);\n}\n";
   std::ofstream(dir / "kernel.cpp") << text;
 
-  const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
   std::string command =
-      quoted(QLORA_EMU_CXX) +
-      " -O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w " +
-      (extra ? extra : "") + " -include " + quoted(QLORA_EMU_SHIM) + " -I " +
-      quoted(dir.string()) + " -o " + quoted(library.string()) + " " +
-      quoted((dir / "kernel.cpp").string()) + " 2> " +
-      quoted((dir / "compile.log").string());
+      quoted(QLORA_EMU_CXX) + " " + compilerFlags() + " -include " +
+      quoted(QLORA_EMU_SHIM) + " -I " + quoted(dir.string()) + " -o " +
+      quoted(library.string()) + " " + quoted((dir / "kernel.cpp").string()) +
+      " 2> " + quoted((dir / "compile.log").string());
   if (std::system(command.c_str()) != 0) {
     error = command + "\n" + readFileText(dir / "compile.log");
     return false;

@@ -1,5 +1,4 @@
-//===- HostKernelLibrary.h - A CUDA source built and loaded on the host -*- C++
-//-*-===//
+//===- HostKernelLibrary.h - A CUDA source built and loaded on the host ---===//
 //
 // Compiles a CUDA translation unit with the host C++ compiler, CudaHostShim.h
 // in front, into a shared library, loads it, and launches its
@@ -7,6 +6,9 @@
 // temporary directory, removed afterwards unless keepFiles is set or
 // $QLORA_EMU_KEEP is; compile() and load() split the two steps for callers
 // that cache the libraries (the emulated CUDA driver, driver/).
+// Every access through a type is checked for its alignment (UBSan's
+// alignment check, QLORA_EMU_CHECKS from CMake), as a GPU faults on a
+// misaligned vector load or store.
 // $QLORA_EMU_CXXFLAGS adds compiler flags: -DQLORA_EMU_UCONTEXT, or
 // -fsanitize=address with LD_PRELOAD=$(g++ -print-file-name=libasan.so)
 // and ASAN_OPTIONS=detect_leaks=0 on the test, which then stops a kernel
@@ -30,6 +32,10 @@ std::string readFileText(const std::filesystem::path &path);
 
 class HostKernelLibrary {
 public:
+  /// The host compiler's flags: optimisation, the alignment checks and
+  /// $QLORA_EMU_CXXFLAGS.
+  static std::string compilerFlags();
+
   /// Compiles `source`, with a host launcher appended for each of
   /// `entries`, into the shared library `library`; `workDir` (existing)
   /// receives the translation unit, the stub CUDA headers and the

@@ -108,9 +108,8 @@ bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
                             unsigned jobs, std::string &error) {
   // The key covers what the library depends on: the source, the shim and
   // the compiler flags.
-  const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
   uint64_t salt = hashOf(readFileText(QLORA_EMU_SHIM) + QLORA_EMU_CXX +
-                         (extra ? extra : ""));
+                         HostKernelLibrary::compilerFlags());
   std::vector<size_t> pending;
   for (size_t i = 0; i < sources_.size(); ++i) {
     CatalogSource &source = sources_[i];
