@@ -216,7 +216,10 @@ int runTraining(const RunOptions &options) {
                 .c_str()
           : "",
       options.data.c_str());
-  std::fputs(report.c_str(), stderr);
+  // The plan before the run: with --memory-report on stdout, where the
+  // peak measured over step 1 follows it, else on stderr with the header.
+  std::fputs(report.c_str(), options.memoryReport ? stdout : stderr);
+  std::fflush(stdout);
 
   std::vector<int32_t> tokens(size_t(dataset->tokensPerBatch()));
   std::vector<int32_t> labels(tokens.size());
@@ -264,7 +267,7 @@ int runTraining(const RunOptions &options) {
     if (!hookError.empty())
       return fail(hookError);
     if (step == 1 && options.memoryReport) {
-      std::fputs((report + measuredPeakLine(*executor)).c_str(), stdout);
+      std::fputs(measuredPeakLine(*executor).c_str(), stdout);
       std::fflush(stdout);
     }
 
