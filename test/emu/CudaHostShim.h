@@ -15,11 +15,13 @@
 // downwards in turn, so every thread runs up to its barrier before the
 // barrier releases and a missing barrier shows. A warp shuffle is a barrier
 // of the warp's lanes around a slot each. __shared__ variables are statics,
-// shared by the block's fibers; they keep what the previous block left (a
-// read before the first write goes unnoticed). WMMA fragments are held whole by
-// lane 0 of the warp, which does the warp's work. A barrier that can never
-// release (a thread waits on __syncthreads that others skip) aborts with the
-// block and thread.
+// shared by the block's fibers, gathered in a section of their own
+// (SharedMemory.ld) that is filled with 0xff bytes before each block: a GPU
+// leaves shared memory undefined at a block's start, so a read before the
+// block's first write (a tile's missing zero fill) gives NaN here, not what the
+// previous block left. WMMA fragments are held whole by lane 0 of the warp,
+// which does the warp's work. A barrier that can never release (a thread waits
+// on __syncthreads that others skip) aborts with the block and thread.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TEST_EMU_CUDAHOSTSHIM_H
@@ -562,8 +564,15 @@ inline uint64_t scatter(uint64_t n, uint64_t blocks) {
   return n * stride % blocks;
 }
 
+/// The bounds of the __shared__ variables' section, which SharedMemory.ld
+/// defines in each kernel library (null where it is not used).
+extern "C" char __start_qlora_emu_shared[]
+    __attribute__((weak, visibility("hidden")));
+extern "C" char __stop_qlora_emu_shared[]
+    __attribute__((weak, visibility("hidden")));
+
 /// Runs `body` on every thread of every block of `grid`, blocks one after
-/// another (in blockOrder()).
+/// another (in blockOrder()), each with its shared memory filled with 0xff.
 template <class Body>
 void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
   l.body = [](void *closure) { (*static_cast<Body *>(closure))(); };
@@ -589,6 +598,9 @@ void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
     l.slots.assign(size_t(warps) * 64, 0);
     l.shuffles.assign(threads, 0);
     l.copies.assign(threads, {});
+    if (__start_qlora_emu_shared != __stop_qlora_emu_shared)
+      std::memset(__start_qlora_emu_shared, 0xff,
+                  size_t(__stop_qlora_emu_shared - __start_qlora_emu_shared));
     l.finished = 0;
     for (unsigned t = 0; t < threads; ++t) {
       l.fibers[t].id = {t, 0, 0};

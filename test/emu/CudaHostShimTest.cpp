@@ -2,10 +2,10 @@
 //
 // Small hand-written kernels, built like the generated ones, checked against
 // what CUDA documents: shuffles (widths, out-of-range lanes), votes,
-// barriers between interleaved threads, deferred and aligned async copies,
-// aligned vector loads, the last block of a grid through __device__ globals and
-// atomics, fp16/bf16 rounding, WMMA layouts, and a barrier that can never
-// release.
+// barriers between interleaved threads, shared memory undefined at a block's
+// start, deferred and aligned async copies, aligned vector loads, the last
+// block of a grid through __device__ globals and atomics, fp16/bf16
+// rounding, WMMA layouts, and a barrier that can never release.
 //
 //===----------------------------------------------------------------------===//
 #include "test/emu/HostKernelLibrary.h"
@@ -163,6 +163,15 @@ extern "C" __global__ void __launch_bounds__(32) misalignedVector(
   out[threadIdx.x] = float(v.x);
 }
 
+// Block 0 writes its shared array before reading it; the others only read.
+extern "C" __global__ void __launch_bounds__(32) unwritten(float *out) {
+  __shared__ float s[32];
+  if (blockIdx.x == 0)
+    s[threadIdx.x] = 1;
+  __syncthreads();
+  out[blockIdx.x * 32 + threadIdx.x] = s[threadIdx.x];
+}
+
 // Thread 0 waits on its warp while the others wait on the block.
 extern "C" __global__ void __launch_bounds__(64) stuck(float *out) {
   if (threadIdx.x == 0)
@@ -177,12 +186,12 @@ class CudaHostShim : public ::testing::Test {
 protected:
   static void SetUpTestSuite() {
     std::string error;
-    library = HostKernelLibrary::build("shim", kSource,
-                                       {"shuffles", "prefix", "racyPrefix",
-                                        "lastBlock", "roundings", "tile",
-                                        "misaligned", "stuck", "copies",
-                                        "misalignedCopy", "misalignedVector"},
-                                       error)
+    library = HostKernelLibrary::build(
+                  "shim", kSource,
+                  {"shuffles", "prefix", "racyPrefix", "lastBlock", "roundings",
+                   "tile", "misaligned", "stuck", "copies", "misalignedCopy",
+                   "misalignedVector", "unwritten"},
+                  error)
                   .release();
     ASSERT_TRUE(library) << error;
   }
@@ -258,6 +267,16 @@ TEST_F(CudaHostShim, TheLastBlockSeesEveryBlocksGlobals) {
     run("lastBlock", {in.data(), out.data()}, 7, 32);
     EXPECT_EQ(out[0], float(7 * 32 * (7 * 32 - 1) / 2));
     EXPECT_EQ(out[1], 0);
+  }
+}
+
+TEST_F(CudaHostShim, EachBlockStartsWithPoisonedSharedMemory) {
+  std::vector<float> out(96, 0);
+  run("unwritten", {out.data()}, 3, 32);
+  for (int t = 0; t < 32; ++t) {
+    EXPECT_EQ(out[size_t(t)], 1) << t;
+    EXPECT_TRUE(std::isnan(out[size_t(32 + t)])) << t;
+    EXPECT_TRUE(std::isnan(out[size_t(64 + t)])) << t;
   }
 }
 

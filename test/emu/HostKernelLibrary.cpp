@@ -28,8 +28,13 @@ std::string readFileText(const std::filesystem::path &path) {
 
 std::string HostKernelLibrary::compilerFlags() {
   const char *extra = std::getenv("QLORA_EMU_CXXFLAGS");
-  return std::string("-O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w ") +
-         QLORA_EMU_CHECKS + " " + (extra ? extra : "");
+  // Each library keeps its own statics (hidden, not GNU-unique), each in a
+  // section of its own that SharedMemory.ld can gather.
+  return std::string("-O1 -std=gnu++20 -shared -fPIC -ffp-contract=off -w "
+                     "-fvisibility=hidden -fno-gnu-unique -fdata-sections "
+                     "-Wl,-T,") +
+         quoted(QLORA_EMU_SHARED_SCRIPT) + " " + QLORA_EMU_CHECKS + " " +
+         (extra ? extra : "");
 }
 
 bool HostKernelLibrary::compile(const std::string &source,
@@ -42,7 +47,8 @@ bool HostKernelLibrary::compile(const std::string &source,
     std::ofstream(dir / header) << "// provided by CudaHostShim.h\n";
   std::string text = source + "\n// Host launchers (HostKernelLibrary).\n";
   for (const std::string &entry : entries)
-    text += "extern \"C\" void " + launcherName(entry) +
+    text += "extern \"C\" __attribute__((visibility(\"default\"))) void " +
+            launcherName(entry) +
             "(void *const *args, unsigned x, unsigned y, unsigned z,\n"
             "    unsigned threads) {\n  qlora_emu::launchEntry(&" +
             entry + ", args, dim3{x, y, z}, threads);\n}\n";

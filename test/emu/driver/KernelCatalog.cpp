@@ -106,9 +106,10 @@ bool KernelCatalog::scan(const std::string &dirs, std::string &error) {
 
 bool KernelCatalog::compile(const std::filesystem::path &cacheDir,
                             unsigned jobs, std::string &error) {
-  // The key covers what the library depends on: the source, the shim and
-  // the compiler flags.
-  uint64_t salt = hashOf(readFileText(QLORA_EMU_SHIM) + QLORA_EMU_CXX +
+  // The key covers what the library depends on: the source, the shim, the
+  // linker script and the compiler flags.
+  uint64_t salt = hashOf(readFileText(QLORA_EMU_SHIM) +
+                         readFileText(QLORA_EMU_SHARED_SCRIPT) + QLORA_EMU_CXX +
                          HostKernelLibrary::compilerFlags());
   std::vector<size_t> pending;
   for (size_t i = 0; i < sources_.size(); ++i) {
