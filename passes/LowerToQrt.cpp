@@ -400,6 +400,7 @@ struct LowerToQrtPass : impl::QloraLowerToQrtPassBase<LowerToQrtPass> {
     if (failed(activation))
       return signalPassFailure();
     QrtLowering lowering(module, *activation);
+    lowering.dequantizeNf4Weights = nf4Gemm == Nf4Gemm::dequantize;
     BufferTypeConverter converter(context);
     RewritePatternSet patternList(context);
     populateLowerToQrtPatterns(converter, lowering, patternList);

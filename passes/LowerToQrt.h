@@ -127,6 +127,11 @@ public:
     loraProducts[{lhs, loraMatrix}] = product;
   }
 
+  /// `nf4-gemm=dequantize`: a linear reads its NF4 weight from a dense
+  /// workspace that a `dequantize_nf4` launch fills just before it
+  /// (lowerLinearWeight), instead of dequantizing each tile it loads.
+  bool dequantizeNf4Weights = false;
+
   /// The `io` buffer of the function's `step` input (the 1-based optimizer
   /// step, i64), which LoRA dropout kernels read; null when there is none.
   Value stepBuffer;
@@ -201,12 +206,14 @@ void populateLowerNf4ToQrtPatterns(const TypeConverter &converter,
                                    QrtLowering &lowering,
                                    RewritePatternSet &patterns);
 
-/// `w_dtype` of a linear kernel whose weight operand is `weight`, lowered to
-/// `weightBuffer`: "NF4" and the [nf4] block sizes when `weight` is an
-/// nf4.dequantize (whose result is then the NF4 buffer), else the buffer's
-/// stored dtype.
-void addLinearWeightParams(KernelParams &params, Value weight,
-                           Value weightBuffer);
+/// The weight argument of a linear kernel whose weight operand is `weight`,
+/// lowered to `weightBuffer`, and its `w_dtype` in `params`. When `weight`
+/// is an nf4.dequantize (whose result is then the NF4 buffer): that buffer,
+/// "NF4" and the [nf4] block sizes, or with dequantizeNf4Weights a
+/// workspace that a `dequantize_nf4` launch emitted here fills, in its
+/// stored dtype. Else `weightBuffer` and its stored dtype.
+Value lowerLinearWeight(QrtLowering &lowering, OpBuilder &builder, Location loc,
+                        KernelParams &params, Value weight, Value weightBuffer);
 
 /// Patterns for the function, its scalars, constants and token slices
 /// (LowerToQrt.cpp).

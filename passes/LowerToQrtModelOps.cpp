@@ -244,7 +244,12 @@ struct LinearShapedLowering : QrtConversionPattern<OpTy> {
                                              BufferClass::gradient)
                          : lowering.allocateDerived(rewriter, loc,
                                                     op.getResult(), xBuffer);
-    SmallVector<Value> args = {xBuffer, adaptor.getWeight()};
+    KernelParams params =
+        getLinearParams(rewriter, rows, op.getWeight().getType(), op.getLoraA(),
+                        op.getScaling());
+    SmallVector<Value> args = {
+        xBuffer, lowerLinearWeight(lowering, rewriter, loc, params,
+                                   op.getWeight(), adaptor.getWeight())};
     if (op.getLoraA()) {
       Value product =
           allocateLoraWorkspace(lowering, rewriter, loc, rows, op.getLoraA());
@@ -253,10 +258,6 @@ struct LinearShapedLowering : QrtConversionPattern<OpTy> {
       args.append({adaptor.getLoraA(), adaptor.getLoraB(), product});
     }
     args.push_back(out);
-    KernelParams params =
-        getLinearParams(rewriter, rows, op.getWeight().getType(), op.getLoraA(),
-                        op.getScaling());
-    addLinearWeightParams(params, op.getWeight(), adaptor.getWeight());
     if (backward)
       params.addInt("accumulate", 0);
     if (op.getLoraA())

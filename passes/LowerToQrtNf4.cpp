@@ -1,11 +1,12 @@
 //===- LowerToQrtNf4.cpp - NF4 constants and dequantization to qrt --------===//
 //
 // An NF4 tensor is one `weight` buffer in runtime/format/Nf4Layout.h's
-// layout. Its dequantization costs nothing where every consumer is a linear
-// kernel that dequantizes its weight itself ([nf4] in KernelAbi.h): the
-// nf4.dequantize result is then the NF4 buffer, and the linear patterns
-// pass its block sizes (addLinearWeightParams). Anywhere else it is a
-// `dequantize_nf4` launch into a float buffer.
+// layout. Where every consumer is a linear kernel, the nf4.dequantize result
+// is the NF4 buffer and each linear pattern decides (lowerLinearWeight):
+// the kernel dequantizes its weight tiles itself ([nf4] in KernelAbi.h), or,
+// with `nf4-gemm=dequantize`, a `dequantize_nf4` launch just before it
+// fills a workspace that the kernel reads as a dense weight. Anywhere else
+// the nf4.dequantize is a `dequantize_nf4` launch into a float buffer.
 //
 //===----------------------------------------------------------------------===//
 #include "passes/LowerToQrt.h"
@@ -58,6 +59,18 @@ struct Nf4ConstantLowering : QrtConversionPattern<nf4::ConstantOp> {
   }
 };
 
+/// `dequantize_nf4(in, out)`: the NF4 tensor of type `type` in `in`
+/// dequantized to `element` and stored in `out`.
+void launchDequantizeNf4(QrtLowering &lowering, OpBuilder &builder,
+                         Location loc, nf4::Nf4TensorType type, Type element,
+                         Value in, Value out) {
+  KernelParams params(builder);
+  params.addInt("n", type.getNumElements());
+  addNf4Params(params, type, element);
+  params.addString("to", getDTypeName(out));
+  lowering.launch(builder, loc, kernels::kDequantizeNf4, params, {in, out});
+}
+
 /// nf4.dequantize: the NF4 buffer itself when only linears read it, else
 /// `dequantize_nf4` into a new buffer.
 struct Nf4DequantizeLowering : QrtConversionPattern<nf4::DequantizeOp> {
@@ -72,27 +85,36 @@ struct Nf4DequantizeLowering : QrtConversionPattern<nf4::DequantizeOp> {
     }
     Value out = lowering.allocateDerived(rewriter, op.getLoc(), op.getResult(),
                                          adaptor.getInput());
-    KernelParams params(rewriter);
-    params.addInt("n", op.getInput().getType().getNumElements());
-    addNf4Params(params, op.getInput().getType(),
-                 op.getType().getElementType());
-    params.addString("to", getDTypeName(out));
-    return lowering.replaceWithLaunch(rewriter, op, kernels::kDequantizeNf4,
-                                      params, {adaptor.getInput(), out}, out);
+    launchDequantizeNf4(lowering, rewriter, op.getLoc(),
+                        op.getInput().getType(), op.getType().getElementType(),
+                        adaptor.getInput(), out);
+    rewriter.replaceOp(op, out);
+    return success();
   }
 };
 
 } // namespace
 
-void addLinearWeightParams(KernelParams &params, Value weight,
-                           Value weightBuffer) {
-  if (auto dequantize = weight.getDefiningOp<nf4::DequantizeOp>()) {
-    params.addString("w_dtype", kernels::kNf4WeightDType);
-    addNf4Params(params, dequantize.getInput().getType(),
-                 dequantize.getType().getElementType());
-    return;
+Value lowerLinearWeight(QrtLowering &lowering, OpBuilder &builder, Location loc,
+                        KernelParams &params, Value weight,
+                        Value weightBuffer) {
+  auto dequantize = weight.getDefiningOp<nf4::DequantizeOp>();
+  if (!dequantize) {
+    params.addString("w_dtype", getDTypeName(weightBuffer));
+    return weightBuffer;
   }
-  params.addString("w_dtype", getDTypeName(weightBuffer));
+  nf4::Nf4TensorType type = dequantize.getInput().getType();
+  Type element = dequantize.getType().getElementType();
+  if (!lowering.dequantizeNf4Weights) {
+    params.addString("w_dtype", kernels::kNf4WeightDType);
+    addNf4Params(params, type, element);
+    return weightBuffer;
+  }
+  Value dense = lowering.allocateWorkspace(builder, loc, dequantize.getType());
+  launchDequantizeNf4(lowering, builder, loc, type, element, weightBuffer,
+                      dense);
+  params.addString("w_dtype", getDTypeName(dense));
+  return dense;
 }
 
 void populateLowerNf4ToQrtPatterns(const TypeConverter &converter,

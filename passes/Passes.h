@@ -7,6 +7,14 @@
 
 namespace mlir::qlora {
 
+/// --qlora-lower-to-qrt's nf4-gemm: how a linear reads an NF4 weight.
+enum class Nf4Gemm {
+  /// The GEMM dequantizes each weight tile it loads.
+  fused,
+  /// A dequantize_nf4 launch fills a dense workspace that the GEMM reads.
+  dequantize,
+};
+
 #define GEN_PASS_DECL
 #define GEN_PASS_REGISTRATION
 #include "passes/Passes.h.inc"

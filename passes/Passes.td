@@ -280,12 +280,18 @@ def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
       input's buffer. `tensor.extract_slice` of token rows is a `qrt.copy`
       into a micro-batch buffer; f32 `arith.addf`/`subf`/`mulf`/`divf` are
       `scalar_binary` launches.
+    - A linear whose weight is an `nf4.dequantize` gets the NF4 buffer
+      (`w_dtype` "NF4" and the block sizes) and dequantizes the tiles it
+      loads; with `nf4-gemm=dequantize` a `dequantize_nf4` launch right
+      before it fills a `workspace` with the weight in the activation type,
+      and the linear reads that.
     - LoRA dropout > 0 adds `dropout`, `dropout_stream` and `dropout_seed`
       (lora_a's seed) to linear_fwd, linear_grad_input and lora_grad, and
       the `step` io buffer as their last argument: each kernel recomputes
       the same mask.
 
-    Errors: an op without a lowering, dynamic shapes, integer tensors other
+    Errors: an unknown `activation-type`, an op without a lowering, dynamic
+    shapes, integer tensors other
     than i32, a shape-only `qlora.weight`, LoRA dropout > 0 without a
     `dropout_stream`, a lora_param lora_a or an i64 `step` input, and
     arguments or results without a `qlora.input`/`qlora.output` name.
@@ -299,6 +305,18 @@ def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
            /*default=*/"\"f32\"",
            "Element type activations, gradients, workspaces and io tensors "
            "are stored in: f32 (the CPU backend), bf16 or f16">,
+    Option<"nf4Gemm", "nf4-gemm", "::mlir::qlora::Nf4Gemm",
+           /*default=*/"::mlir::qlora::Nf4Gemm::fused",
+           "How a linear reads an NF4 weight",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::qlora::Nf4Gemm::fused, "fused",
+                        "the GEMM dequantizes each weight tile it loads, so "
+                        "every row tile decodes the weight again (default)"),
+             clEnumValN(::mlir::qlora::Nf4Gemm::dequantize, "dequantize",
+                        "a dequantize_nf4 launch writes the weight in the "
+                        "activation type to a workspace just before, which "
+                        "the GEMM reads as a dense weight: one decode a "
+                        "launch, a weight-sized workspace"))}]>,
   ];
   let dependentDialects = [
     "::mlir::qrt::QrtDialect", "::mlir::func::FuncDialect"

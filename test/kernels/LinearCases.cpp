@@ -2,7 +2,8 @@
 //
 // linear_fwd, linear_grad_input and lora_grad as the lowering emits them for
 // a model: NF4 (double quantized or with f32 absmax) and plain frozen
-// weights, the LM head (rank 0, out = vocab), down_proj (in =
+// weights (at every projection's shape, as --nf4-gemm dequantize emits
+// them), the LM head (rank 0, out = vocab), down_proj (in =
 // intermediate), LoRA dropout, accumulate, and the rank-0 launches that fill
 // a workspace with B ([out, r], f32) as their weight.
 //
@@ -59,6 +60,12 @@ std::vector<Case> linearCases(const Shapes &s, const std::string &p) {
        linear(h, s.vocab, 0, s.weightType)},
       {p + "linear_fwd_plain_lora", abi::kLinearFwd,
        linear(h, h, r, s.weightType)},
+      // Plain weights at every projection's shape: --nf4-gemm dequantize
+      // turns each NF4 linear into one.
+      {p + "linear_fwd_plain_lora_mlp", abi::kLinearFwd,
+       linear(h, mlp, r, s.weightType)},
+      {p + "linear_fwd_plain_lora_down_proj", abi::kLinearFwd,
+       linear(mlp, h, r, s.weightType)},
       {p + "linear_fwd_workspace", abi::kLinearFwd, linear(h, r, 0, "F32")},
       {p + "linear_grad_input_nf4", abi::kLinearGradInput,
        accumulating(nf4(linear(h, mlp, r, nf4Type), true), 0)},
@@ -70,6 +77,10 @@ std::vector<Case> linearCases(const Shapes &s, const std::string &p) {
        accumulating(linear(h, s.vocab, 0, s.weightType), 1)},
       {p + "linear_grad_input_plain_lora", abi::kLinearGradInput,
        accumulating(linear(h, h, r, s.weightType), 0)},
+      {p + "linear_grad_input_plain_lora_mlp", abi::kLinearGradInput,
+       accumulating(linear(h, mlp, r, s.weightType), 0)},
+      {p + "linear_grad_input_plain_lora_down_proj", abi::kLinearGradInput,
+       accumulating(linear(mlp, h, r, s.weightType), 1)},
       {p + "linear_grad_input_workspace", abi::kLinearGradInput,
        accumulating(linear(r, mlp, 0, "F32"), 0)},
       {p + "lora_grad", abi::kLoraGrad, loraGrad},

@@ -5,7 +5,7 @@
 //           [--grad-accum N] [--beta1 B] [--beta2 B] [--epsilon E]
 //           [--weight-decay W] [--max-grad-norm G] [--no-summary]
 //           [--quantize nf4|none] [--block-size N] [--no-double-quant]
-//           [--quantize-lm-head] [--quant-report]
+//           [--quantize-lm-head] [--quant-report] [--nf4-gemm fused|dequantize]
 //           [--cuda [--cuda-archs sm_80,sm_90] [--no-cuda-ptx]]
 //           [--dump-kernels DIR]
 //
@@ -122,6 +122,20 @@ static cl::opt<bool> quantReport(
              "the bytes before and after and the bits per parameter"),
     cl::cat(category));
 
+// How linears read NF4 weights (--qlora-lower-to-qrt's nf4-gemm).
+using mlir::qlora::Nf4Gemm;
+static cl::opt<Nf4Gemm> nf4Gemm(
+    "nf4-gemm", cl::desc("How a linear reads its NF4 weight"),
+    cl::values(clEnumValN(Nf4Gemm::fused, "fused",
+                          "the GEMM dequantizes each weight tile it loads "
+                          "(default; no weight-sized workspace)"),
+               clEnumValN(Nf4Gemm::dequantize, "dequantize",
+                          "a dequantize_nf4 launch writes the weight to a "
+                          "workspace in the activation type, which a dense "
+                          "GEMM reads (one decode per weight, not per row "
+                          "tile; bitsandbytes' way)")),
+    cl::init(Nf4Gemm::fused), cl::cat(category));
+
 // Rematerialization (--qlora-remat) and the activation type it plans for.
 enum class Remat { none, perLayer, selective, budget };
 static cl::opt<Remat>
@@ -227,6 +241,7 @@ int main(int argc, char **argv) {
     options.quantize->report = quantReport;
   }
   options.lowering.activationType = activationType;
+  options.lowering.nf4Gemm = nf4Gemm;
   if (remat == Remat::none) {
     options.remat.reset();
   } else {
