@@ -20,6 +20,11 @@ the same tokens for --steps steps, and prints:
     torch.cuda.max_memory_reserved for the baseline;
   - the ratios ours/HF (speed above 1 and memory below 1 favour qlora-run).
 
+The manifest's `variants` (e.g. nf4-dequantize: the preset compiled with
+`qloracc --nf4-gemm dequantize`, staged as <preset>.nf4-dequantize.train.bin)
+run after every comparison with the baseline, with the time those leave,
+and get rows of their own against the same baseline numbers.
+
 Standard library only; nothing asserts a timing. Writes step.md (the tables),
 step.json (every number), raw.log (every process's output) and memory.csv
 (the samples) to --out.
@@ -172,15 +177,16 @@ def summarize_steps(rows, warmup):
     }
 
 
-def run_ours(args, preset, work, timeout):
-    metrics = os.path.join(work, f"ours-{preset}.jsonl")
-    log = os.path.join(work, f"ours-{preset}.log")
+def run_ours(args, program, work, timeout):
+    """qlora-run on <program>.train.bin: a preset, or preset.variant."""
+    metrics = os.path.join(work, f"ours-{program}.jsonl")
+    log = os.path.join(work, f"ours-{program}.log")
     env = dict(os.environ)
     lib = os.path.abspath(os.path.join(args.stage, "lib"))
     env["LD_LIBRARY_PATH"] = lib + (":" + env["LD_LIBRARY_PATH"]
                                     if env.get("LD_LIBRARY_PATH") else "")
     command = [os.path.join(args.stage, "qlora-run"),
-               os.path.join(args.stage, f"{preset}.train.bin"),
+               os.path.join(args.stage, f"{program}.train.bin"),
                "--device", args.device, "--data",
                os.path.join(args.stage, "tokens.u16"), "--steps",
                str(args.steps), "--metrics", metrics, "--no-progress",
@@ -239,7 +245,7 @@ def ratio(a, b):
     return None if a is None or b in (None, 0) else a / b
 
 
-def render(results, presets, args, gpu):
+def render(results, presets, variants, args, gpu):
     lines = [f"bench/step on {gpu or 'an unknown GPU'}: batch 1, seq "
              f"{args.seq}, LoRA r=64 all-linear, per-layer remat; "
              f"{args.steps} steps, medians over the last "
@@ -247,11 +253,14 @@ def render(results, presets, args, gpu):
              "| model | ours tokens/s | HF tokens/s | speed ours/HF "
              "| ours peak GiB | HF peak GiB | memory ours/HF |",
              "|---|---|---|---|---|---|---|"]
-    for preset in presets:
-        ours = results.get(("ours", preset), {})
+    rows = [(preset, "ours", preset) for preset in presets] + [
+        (f"{preset}, {variant}", f"ours {variant}", preset)
+        for variant in variants for preset in presets]
+    for label, side, preset in rows:
+        ours = results.get((side, preset), {})
         hf = results.get(("hf", preset), {})
         lines.append(
-            f"| {preset} | {fmt(ours.get('tokens_per_s'), '.0f')} "
+            f"| {label} | {fmt(ours.get('tokens_per_s'), '.0f')} "
             f"| {fmt(hf.get('tokens_per_s'), '.0f')} "
             f"| {fmt(ratio(ours.get('tokens_per_s'), hf.get('tokens_per_s')), '.2f')} "
             f"| {fmt(ours.get('smi_peak_bytes'), '.2f', GIB)} "
@@ -266,7 +275,7 @@ def render(results, presets, args, gpu):
               "| self-reported peak GiB | per-process row GiB | wall s |",
               "|---|---|---|---|---|---|---|---|"]
     for preset in presets:
-        for side in ("ours", "hf"):
+        for side in ["ours", "hf"] + [f"ours {v}" for v in variants]:
             r = results.get((side, preset))
             if r is None:
                 continue
@@ -308,6 +317,7 @@ def main():
         sys.exit("bench/step: no manifest.txt with the presets in "
                  f"{args.stage}; run bench/step/prepare.sh")
     args.seq = int(re.match(r"\d+", manifest.get("seq", "2048")).group(0))
+    variants = manifest.get("variants", "").split() if args.mode != "hf" else []
     sides = ["ours", "hf"] if args.mode == "all" else [args.mode]
     gpu = "the CPU"
     if args.device != "cpu":
@@ -323,19 +333,26 @@ def main():
     time.sleep(1.5)  # idle samples before the first process
     results, logs = {}, []
     runs = [(preset, side) for preset in presets for side in sides]
+    compared = len(runs)
+    runs += [(preset, f"ours {variant}") for variant in variants
+             for preset in presets]
     for index, (preset, side) in enumerate(runs):
         left = deadline - time.monotonic()
         if left < 30:
             results[(side, preset)] = {"status": "skipped: out of time"}
             continue
         # A fair share of what is left, with slack, so that one hung or
-        # slow run cannot take the time of those after it.
-        timeout = min(left - 5, 1.5 * left / (len(runs) - index))
+        # slow run cannot take the time of those after it. The variants
+        # share what the comparison leaves.
+        after = (compared if index < compared else len(runs)) - index
+        timeout = min(left - 5, 1.5 * left / after)
         print(f"bench/step: {side} {preset} ({left:.0f} s left, "
               f"at most {timeout:.0f} s)", flush=True)
-        if side == "ours":
+        if side.startswith("ours"):
+            variant = side.partition(" ")[2]
             status, start, end, result, files = run_ours(
-                args, preset, work, timeout)
+                args, f"{preset}.{variant}" if variant else preset, work,
+                timeout)
         else:
             status, start, end, result, files = run_hf(
                 args, preset, args.seq, work, timeout)
@@ -351,18 +368,20 @@ def main():
         if status != "ok":
             with open(files[0], errors="replace") as f:
                 print("".join(f.readlines()[-15:]), flush=True)
-        write_outputs(out, results, presets, args, gpu, logs, sampler)
+        write_outputs(out, results, presets, variants, args, gpu, logs,
+                      sampler)
         time.sleep(1.5)  # let the memory go back to idle
     sampler.close()
-    table = write_outputs(out, results, presets, args, gpu, logs, sampler)
+    table = write_outputs(out, results, presets, variants, args, gpu, logs,
+                          sampler)
     print()
     print(table, end="")
     print(f"\nbench/step: results in {out}")
     return 0
 
 
-def write_outputs(out, results, presets, args, gpu, logs, sampler):
-    table = render(results, presets, args, gpu)
+def write_outputs(out, results, presets, variants, args, gpu, logs, sampler):
+    table = render(results, presets, variants, args, gpu)
     with open(os.path.join(out, "step.md"), "w") as f:
         f.write(table)
     with open(os.path.join(out, "step.json"), "w") as f:

@@ -16,11 +16,17 @@
 # below 32000, enough windows of seq+1 for the steps) and whl/ with the
 # bitsandbytes wheel for the baseline, cut down to its CPU and CUDA 13
 # libraries (the GPU machine's torch is cu130; BNB_FULL_WHEEL=1 keeps all).
+# Each preset is also compiled once per VARIANTS entry, `qloracc --nf4-gemm
+# V`, as <preset>.nf4-V.train.bin: measure.py runs those after the
+# comparison with the baseline, with the time it leaves.
 #
 # Environment: BUILD_DIR (default build), SKIP_BUILD=1 (use the tools in
 # BUILD_DIR as they are), PRESETS (default "llama2-7b llama3-8b"), SEQ
 # (2048), LORA (r=64,alpha=16,targets=all-linear), QLORACC_FLAGS (--cuda
-# --random-weights --activation-type bf16), BNB_VERSION (0.50.2).
+# --random-weights --activation-type bf16 --cuda-archs sm_90 --no-cuda-ptx:
+# the device tool's H100 and H200 only, so that the programs fit its 64 MiB;
+# name other archs for other GPUs), VARIANTS (default "dequantize"; "" for
+# none), BNB_VERSION (0.50.2).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -30,7 +36,8 @@ BUILD=${BUILD_DIR:-$ROOT/build}
 PRESETS=${PRESETS:-llama2-7b llama3-8b}
 SEQ=${SEQ:-2048}
 LORA=${LORA:-r=64,alpha=16,targets=all-linear}
-QLORACC_FLAGS=${QLORACC_FLAGS:---cuda --random-weights --activation-type bf16}
+QLORACC_FLAGS=${QLORACC_FLAGS:---cuda --random-weights --activation-type bf16 --cuda-archs sm_90 --no-cuda-ptx}
+VARIANTS=${VARIANTS-dequantize}
 BNB_VERSION=${BNB_VERSION:-0.50.2}
 WINDOWS=${WINDOWS:-64} # token windows of SEQ+1: at least run.sh's STEPS
 LIMIT_MIB=60
@@ -61,22 +68,33 @@ rm -rf "$STAGE" "$SPLIT" && mkdir -p "$STAGE/lib" "$STAGE/whl"
 work=$(mktemp -d /tmp/bench-step.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
-# The training programs. `--random-weights` and `--cuda` must be known to
-# this qloracc; an older build fails here rather than staging a CPU program.
+# The training programs: `program` is the preset, or preset.nf4-V for a
+# variant. `--random-weights` and `--cuda` must be known to this qloracc; an
+# older build fails here rather than staging a CPU program.
+programs=()
+compile() { # program, preset, extra qloracc flags...
+  local program=$1 preset=$2
+  shift 2
+  # shellcheck disable=SC2086 # QLORACC_FLAGS is a list of flags
+  if ! "$BUILD/bin/qloracc" "$work/$preset.mlir" $QLORACC_FLAGS "$@" \
+    --no-summary --dump-kernels "$work/$program-kernels" \
+    -o "$STAGE/$program.train.bin" 2>"$work/qloracc.err"; then
+    cat "$work/qloracc.err" >&2
+    fail "qloracc $QLORACC_FLAGS $* could not compile $preset (is this" \
+      "qloracc new enough for these flags, and built with NVRTC for --cuda?)"
+  fi
+  cat "$work/qloracc.err" >&2
+  programs+=("$program")
+  echo "compiled $program: $(du -h "$STAGE/$program.train.bin" | cut -f1)"
+}
 for preset in $PRESETS; do
   "$BUILD/bin/qloracc-import" --preset "$preset" --seq "$SEQ" --batch 1 \
     --lora "$LORA" -o "$work/$preset.mlir" ||
     fail "qloracc-import --preset $preset failed"
-  # shellcheck disable=SC2086 # QLORACC_FLAGS is a list of flags
-  if ! "$BUILD/bin/qloracc" "$work/$preset.mlir" $QLORACC_FLAGS --no-summary \
-    --dump-kernels "$work/$preset-kernels" -o "$STAGE/$preset.train.bin" \
-    2>"$work/qloracc.err"; then
-    cat "$work/qloracc.err" >&2
-    fail "qloracc $QLORACC_FLAGS could not compile $preset (is this qloracc" \
-      "new enough for these flags, and built with NVRTC for --cuda?)"
-  fi
-  cat "$work/qloracc.err" >&2
-  echo "compiled $preset: $(du -h "$STAGE/$preset.train.bin" | cut -f1)"
+  compile "$preset" "$preset"
+  for variant in $VARIANTS; do
+    compile "$preset.nf4-$variant" "$preset" --nf4-gemm "$variant"
+  done
 done
 
 cp "$BUILD/bin/qlora-run" "$STAGE/"
@@ -107,15 +125,15 @@ emulator=$BUILD/lib/cuda-emulator
 if [ "${CHECK_LAUNCHES:-1}" = 1 ]; then
   [ -f "$emulator/libcuda.so.1" ] ||
     fail "no $emulator/libcuda.so.1 to check the launches with (build qlora-cuda-emulator, or CHECK_LAUNCHES=0)"
-  for preset in $PRESETS; do
+  for program in "${programs[@]}"; do
     if ! LD_LIBRARY_PATH=$emulator QLORA_CUDA_EMU_LAUNCH=check \
-      QLORA_CUDA_EMU_KERNELS=$work/$preset-kernels QLORA_CUDA_EMU_MEMORY=80G \
-      "$BUILD/bin/qlora-run" "$STAGE/$preset.train.bin" --data "$STAGE/tokens.u16" \
+      QLORA_CUDA_EMU_KERNELS=$work/$program-kernels QLORA_CUDA_EMU_MEMORY=80G \
+      "$BUILD/bin/qlora-run" "$STAGE/$program.train.bin" --data "$STAGE/tokens.u16" \
       --steps 2 --device cuda --no-progress >"$work/check.log" 2>&1; then
       cat "$work/check.log" >&2
-      fail "$preset: a launch fails on the emulated H100 (above)"
+      fail "$program: a launch fails on the emulated H100 (above)"
     fi
-    echo "checked $preset: every launch of 2 steps fits an H100," \
+    echo "checked $program: every launch of 2 steps fits an H100," \
       "$(grep -o 'measured peak: .*' "$work/check.log" | tail -1)"
   done
 fi
@@ -160,6 +178,7 @@ presets: $PRESETS
 seq: $SEQ, batch 1, lora: $LORA
 import: qloracc-import --preset P --seq $SEQ --batch 1 --lora $LORA
 compile: qloracc P.mlir $QLORACC_FLAGS
+variants: $(for v in $VARIANTS; do printf 'nf4-%s ' "$v"; done)
 commit: $(git -C "$ROOT" rev-parse --short HEAD)$(git -C "$ROOT" diff --quiet HEAD -- || echo ' (dirty)')
 bitsandbytes: $(basename "$wheel")
 EOF

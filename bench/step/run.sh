@@ -53,9 +53,17 @@ python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
   status=$?
 # Where qlora-run's step time goes (PROFILE=0 skips it): 3 steps, the last
 # two profiled, per kernel template; PROFILE_BUDGET_S (default 240) bounds
-# them all.
+# them all. The presets first, then their variants (preset.variant).
 if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ]; then
-  bins=("$STAGE"/*.train.bin)
+  bins=()
+  for pass in preset variant; do
+    for bin in "$STAGE"/*.train.bin; do
+      case "$pass:$(basename "$bin" .train.bin)" in
+      preset:*.*) ;;
+      preset:* | variant:*.*) bins+=("$bin") ;;
+      esac
+    done
+  done
   limit=$((${PROFILE_BUDGET_S:-240} / ${#bins[@]}))
   [ $limit -gt 120 ] && limit=120
   for bin in "${bins[@]}"; do
