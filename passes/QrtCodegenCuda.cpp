@@ -120,9 +120,15 @@ void QrtCodegenCudaPass::compile(KernelCompile &kernel,
 void QrtCodegenCudaPass::attachImages(KernelCompile &kernel) {
   MLIRContext *context = &getContext();
   auto byteType = IntegerType::get(context, 8, IntegerType::Unsigned);
-  SmallVector<NamedAttribute> images;
+  SmallVector<NamedAttribute> images, defines;
   for (const cuda::NvrtcImage &image : kernel.images) {
     StringRef key = image.isPtx ? StringRef(kPtxKey) : StringRef(image.arch);
+    if (image.withoutSm90MinBlocks)
+      defines.push_back(NamedAttribute(
+          StringAttr::get(context, key),
+          ArrayAttr::get(
+              context,
+              {StringAttr::get(context, cuda::kNoSm90MinBlocksDefine)})));
     ArrayRef<char> bytes(image.bytes.data(), image.bytes.size());
     auto type = RankedTensorType::get({int64_t(bytes.size())}, byteType);
     auto blob = DenseResourceElementsAttr::get(
@@ -131,6 +137,8 @@ void QrtCodegenCudaPass::attachImages(KernelCompile &kernel) {
     images.push_back(NamedAttribute(StringAttr::get(context, key), blob));
   }
   kernel.op->setAttr(kCudaImagesAttr, DictionaryAttr::get(context, images));
+  if (!defines.empty())
+    kernel.op->setAttr(kCudaDefinesAttr, DictionaryAttr::get(context, defines));
   if (kernel.source.then.empty())
     return;
   Builder b(context);

@@ -18,6 +18,10 @@ inline constexpr StringLiteral kCudaImagesAttr = "cuda.images";
 /// The attribute listing a multi-phase kernel's further entries, launched
 /// after its own: an array of {entry, grid, block} dictionaries.
 inline constexpr StringLiteral kCudaThenAttr = "cuda.then";
+/// The macros an image was compiled with beyond its source: arch to an
+/// array of names (today only QLORA_NO_SM90_MIN_BLOCKS, where the sm_90
+/// min-blocks hint would have spilled). Absent when there are none.
+inline constexpr StringLiteral kCudaDefinesAttr = "cuda.defines";
 
 /// True when kernels/ has a CUDA implementation of `templateName`.
 bool hasCudaKernel(StringRef templateName);

@@ -26,6 +26,26 @@ static LogicalResult writeFile(ModuleOp module, StringRef dir, StringRef name,
   return success();
 }
 
+/// What --qrt-codegen-cuda compiled `kernel` with beyond its source (its
+/// cuda.defines), as comment lines to go in front of the source: what to
+/// pass nvcc to rebuild the image that train.bin holds.
+static std::string definesNote(qrt::KernelOp kernel) {
+  auto defines =
+      kernel->getAttrOfType<DictionaryAttr>(mlir::qlora::kCudaDefinesAttr);
+  if (!defines)
+    return "";
+  std::string note;
+  llvm::raw_string_ostream os(note);
+  for (NamedAttribute arch : defines) {
+    os << "// qloracc compiled the " << arch.getName().getValue()
+       << " image with";
+    for (auto name : cast<ArrayAttr>(arch.getValue()).getAsRange<StringAttr>())
+      os << " -D" << name.getValue();
+    os << " (the min-blocks hint would have spilled registers)\n";
+  }
+  return note;
+}
+
 LogicalResult qloracc::dumpCudaKernels(ModuleOp module, StringRef dir,
                                        StringRef activationType,
                                        llvm::raw_ostream &notes) {
@@ -45,7 +65,8 @@ LogicalResult qloracc::dumpCudaKernels(ModuleOp module, StringRef dir,
     if (failed(source))
       return failure();
     if (written.insert(source->entry).second &&
-        failed(writeFile(module, dir, source->entry + ".cu", source->source)))
+        failed(writeFile(module, dir, source->entry + ".cu",
+                         definesNote(kernel) + source->source)))
       return failure();
   }
   for (const ::qlora::cuda::CudaTemplateFile &file :
