@@ -410,18 +410,15 @@ template <typename OpTy> struct RopeLowering : QrtConversionPattern<OpTy> {
 /// batch seq heads kv_heads head_dim scale causal of attention over
 /// `query: [B, S, Hq, D]` and `key: [B, S, Hkv, D]`.
 static KernelParams getAttentionParams(Builder &builder, RankedTensorType query,
-                                       RankedTensorType key,
-                                       std::optional<APFloat> scale,
+                                       RankedTensorType key, double scale,
                                        bool causal) {
-  int64_t headDim = query.getDimSize(3);
   KernelParams params(builder);
   params.addInt("batch", query.getDimSize(0))
       .addInt("seq", query.getDimSize(1))
       .addInt("heads", query.getDimSize(2))
       .addInt("kv_heads", key.getDimSize(2))
-      .addInt("head_dim", headDim)
-      .addFloat("scale", scale ? scale->convertToDouble()
-                               : 1.0 / std::sqrt(double(headDim)))
+      .addInt("head_dim", query.getDimSize(3))
+      .addFloat("scale", scale)
       .addInt("causal", causal);
   return params;
 }
@@ -434,9 +431,9 @@ struct AttentionLowering : QrtConversionPattern<AttentionOp> {
                   ConversionPatternRewriter &rewriter) const override {
     Value o = lowering.allocateDerived(rewriter, op.getLoc(), op.getResult(),
                                        adaptor.getOperands());
-    KernelParams params = getAttentionParams(rewriter, op.getQuery().getType(),
-                                             op.getKey().getType(),
-                                             op.getScale(), op.getCausal());
+    KernelParams params = getAttentionParams(
+        rewriter, op.getQuery().getType(), op.getKey().getType(),
+        op.getEffectiveScale(), op.getCausal());
     return lowering.replaceWithLaunch(
         rewriter, op, kernels::kAttentionFwd, params,
         {adaptor.getQuery(), adaptor.getKey(), adaptor.getValue(), o}, o);
@@ -454,9 +451,9 @@ struct AttentionGradLowering : QrtConversionPattern<AttentionGradOp> {
     for (Value result : op.getResults())
       grads.push_back(
           lowering.allocate(rewriter, loc, result, BufferClass::gradient));
-    KernelParams params = getAttentionParams(rewriter, op.getQuery().getType(),
-                                             op.getKey().getType(),
-                                             op.getScale(), op.getCausal());
+    KernelParams params = getAttentionParams(
+        rewriter, op.getQuery().getType(), op.getKey().getType(),
+        op.getEffectiveScale(), op.getCausal());
     params.addInt("accumulate", 0);
     SmallVector<Value> args = {adaptor.getGradOutput(), adaptor.getQuery(),
                                adaptor.getKey(), adaptor.getValue(),

@@ -20,6 +20,12 @@
 #define GET_ATTRDEF_CLASSES
 #include "dialects/qlora/QloraAttrs.h.inc"
 
+namespace mlir::qlora {
+/// The softmax scale of attention and its gradient over `query` [B, S, H,
+/// D]: `scale` when the op sets one, else 1/sqrt(D).
+double getAttentionScale(std::optional<APFloat> scale, ShapedType query);
+} // namespace mlir::qlora
+
 #define GET_OP_CLASSES
 #include "dialects/qlora/QloraOps.h.inc"
 

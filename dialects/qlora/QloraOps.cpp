@@ -243,10 +243,11 @@ LogicalResult AttentionOp::inferReturnTypes(MLIRContext *,
   return success();
 }
 
-double AttentionOp::getEffectiveScale() {
-  if (std::optional<APFloat> scale = getScale())
+double mlir::qlora::getAttentionScale(std::optional<APFloat> scale,
+                                      ShapedType query) {
+  if (scale)
     return scale->convertToDouble();
-  return 1.0 / std::sqrt(double(getQuery().getType().getDimSize(3)));
+  return 1.0 / std::sqrt(double(query.getDimSize(3)));
 }
 
 //===----------------------------------------------------------------------===//

@@ -212,7 +212,9 @@ def Qlora_AttentionOp : Qlora_GraphOp<"attention"> {
   }];
   let extraClassDeclaration = [{
     /// The softmax scale: `scale` if set, else 1/sqrt(head_dim).
-    double getEffectiveScale();
+    double getEffectiveScale() {
+      return getAttentionScale(getScale(), getQuery().getType());
+    }
   }];
 }
 

@@ -68,6 +68,12 @@ def Qlora_AttentionGradOp : Qlora_GradOp<"attention_grad", [
     $grad_output `,` $query `,` $key `,` $value `,` $output attr-dict `:`
     type($query) `,` type($key) `,` type($value)
   }];
+  let extraClassDeclaration = [{
+    /// The softmax scale: `scale` if set, else 1/sqrt(head_dim).
+    double getEffectiveScale() {
+      return getAttentionScale(getScale(), getQuery().getType());
+    }
+  }];
 }
 
 def Qlora_SiluGradOp : Qlora_GradOp<"silu_grad",
