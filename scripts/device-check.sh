@@ -67,9 +67,11 @@ run)
   echo "=== device-check: bench/step with ${left} s left"
   benchStatus=1
   if [ $left -ge 90 ]; then
-    # Measured steps first (three quarters of what is left), then profiles.
+    # Measured steps first (two thirds of what is left), then profiles and
+    # the GEMM reference.
     OUT=$logs/bench STEPS=${STEPS:-5} WARMUP=${WARMUP:-1} \
-      BUDGET_S=$((left * 3 / 4)) PROFILE_BUDGET_S=$((left / 4 - 5)) \
+      BUDGET_S=$((left * 2 / 3)) PROFILE_BUDGET_S=$((left / 4 - 5)) \
+      GEMM_BUDGET_S=$((left / 12)) \
       timeout --kill-after=5 "$left" bash bench/step/run.sh "${BENCH_MODE:-all}"
     benchStatus=$?
     cp "$logs"/bench/step.md "$logs"/bench/step.json "$out/" 2>/dev/null

@@ -13,7 +13,8 @@
 # which gets a fair share of what is left (bench/step/measure.py). The table, the
 # numbers as JSON, the raw logs and the memory samples go to $OUT when it is
 # set, else to .bench-step/results; then a --profile of qlora-run per preset
-# (profile-<preset>.txt).
+# (profile-<preset>.txt) and, with the baseline, the cost of each preset's
+# frozen-weight GEMMs in cuBLAS and bitsandbytes (gemm-<preset>/).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -72,6 +73,20 @@ if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ]; then
       timeout "$limit" "$STAGE/qlora-run" "$bin" --data "$STAGE/tokens.u16" \
       --steps 3 --device "${DEVICE:-cuda}" --no-progress --profile \
       2>&1 | sed -n '/^profile:/,$p' | tee "$RESULTS/profile-$name.txt" || true
+  done
+fi
+# What each preset's frozen-weight GEMMs cost cuBLAS and bitsandbytes on
+# this GPU (bench/step/gemm_reference.py; GEMM_REFERENCE=0 skips it), to
+# set against the profiles' linear TFLOP/s; GEMM_BUDGET_S (default 60)
+# bounds them all.
+if [ "$MODE" != ours ] && [ "${GEMM_REFERENCE:-1}" = 1 ]; then
+  presets=$(sed -n 's/^presets: *//p' "$HF_STAGE/manifest.txt" 2>/dev/null)
+  count=$(echo $presets | wc -w)
+  for preset in $presets; do
+    timeout $((${GEMM_BUDGET_S:-60} / count)) python3 bench/step/gemm_reference.py \
+      --preset "$preset" --seq "$(sed -n 's/^seq: *\([0-9]*\).*/\1/p' "$HF_STAGE/manifest.txt")" \
+      --device "${DEVICE:-cuda}" --out "$RESULTS/gemm-$preset" ||
+      echo "bench/step: gemm_reference $preset failed or ran out of time"
   done
 fi
 exit $status
