@@ -571,6 +571,20 @@ extern "C" char __start_qlora_emu_shared[]
 extern "C" char __stop_qlora_emu_shared[]
     __attribute__((weak, visibility("hidden")));
 
+/// Fills the __shared__ variables with 0xff bytes. Under AddressSanitizer
+/// only their own bytes: its redzones between them must stay untouched.
+inline void poisonSharedMemory() {
+#if QLORA_EMU_ASAN
+  for (char *p = __start_qlora_emu_shared; p < __stop_qlora_emu_shared; ++p)
+    if (!__asan_address_is_poisoned(p))
+      *p = char(0xff);
+#else
+  if (__start_qlora_emu_shared != __stop_qlora_emu_shared)
+    std::memset(__start_qlora_emu_shared, 0xff,
+                size_t(__stop_qlora_emu_shared - __start_qlora_emu_shared));
+#endif
+}
+
 /// Runs `body` on every thread of every block of `grid`, blocks one after
 /// another (in blockOrder()), each with its shared memory filled with 0xff.
 template <class Body>
@@ -598,9 +612,7 @@ void run(dim3 grid, unsigned threads, Body &body, Launch &l) {
     l.slots.assign(size_t(warps) * 64, 0);
     l.shuffles.assign(threads, 0);
     l.copies.assign(threads, {});
-    if (__start_qlora_emu_shared != __stop_qlora_emu_shared)
-      std::memset(__start_qlora_emu_shared, 0xff,
-                  size_t(__stop_qlora_emu_shared - __start_qlora_emu_shared));
+    poisonSharedMemory();
     l.finished = 0;
     for (unsigned t = 0; t < threads; ++t) {
       l.fibers[t].id = {t, 0, 0};
