@@ -6,6 +6,7 @@
 
 #include "runtime/format/train_generated.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <vector>
@@ -198,6 +199,22 @@ std::optional<double> Executor::instrFlops(uint32_t index) const {
   if (instr.kind() != fb::InstrKind::Launch)
     return std::nullopt;
   return modelFlops(instrLabel(index), file_.kernelParams(instr.kernel()));
+}
+
+uint64_t Executor::instrBytes(uint32_t index) const {
+  const fb::TrainBin &root = file_.root();
+  const fb::Instr &instr = *program_.instrs()->Get(index);
+  if (instr.kind() == fb::InstrKind::Copy)
+    return 2 * instr.bytes();
+  if (!instr.args())
+    return 0;
+  std::vector<uint32_t> buffers(instr.args()->begin(), instr.args()->end());
+  std::sort(buffers.begin(), buffers.end());
+  buffers.erase(std::unique(buffers.begin(), buffers.end()), buffers.end());
+  uint64_t bytes = 0;
+  for (uint32_t buffer : buffers)
+    bytes += root.buffers()->Get(buffer)->size();
+  return bytes;
 }
 
 std::optional<uint32_t>

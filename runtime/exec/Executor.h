@@ -68,6 +68,12 @@ public:
   /// The model FLOPs of instruction `index` (KernelFlops.h), if it has a
   /// count.
   std::optional<double> instrFlops(uint32_t index) const;
+  /// The bytes of instruction `index`'s buffers: each distinct argument
+  /// buffer of a launch once (whether read, written or both), a copy's
+  /// bytes twice (read and written). Near a kernel's memory traffic when
+  /// it streams its buffers once; below it when it reads one again, above
+  /// it when it reads only part of one (embedding_fwd's table).
+  uint64_t instrBytes(uint32_t index) const;
 
   /// Runs the step program once and waits for it. Fails before running an
   /// instruction at which two live buffers overlap in the arena.

@@ -101,6 +101,9 @@ TEST_F(ExecutorTest, RunsTheStepProgramOnTheCpu) {
   EXPECT_EQ(seen, (std::vector<uint32_t>{0, 1}));
   EXPECT_EQ(executor->findFirstLaunchOf("mul"), 1u);
   EXPECT_FALSE(executor->findFirstLaunchOf("adamw"));
+  // add(a, b, y): three buffers; mul(y, y, z): y once, and z.
+  EXPECT_EQ(executor->instrBytes(0), 3u * 16);
+  EXPECT_EQ(executor->instrBytes(1), 2u * 16);
 }
 
 TEST_F(ExecutorTest, WritesOfTheWrongSizeAreRefused) {

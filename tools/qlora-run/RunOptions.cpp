@@ -48,7 +48,7 @@ output:
   --profile              after the run, the time per step of every kernel
                          template (each instruction waited for; the first
                          step, with its loading and JIT, is left out when
-                         there are more)
+                         there are more), its GB/s and TFLOP/s
 device:
   --device D             auto|cpu|cuda (default auto: a GPU if one is usable,
                          else the CPU)

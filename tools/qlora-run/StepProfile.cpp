@@ -16,6 +16,7 @@ bool StepProfile::mark(std::string &error) {
     entry.launches += 1;
     entry.seconds += std::chrono::duration<double>(now - last_).count();
     entry.flops += flops_[size_t(current_)].value_or(0.0);
+    entry.bytes += double(bytes_[size_t(current_)]);
   }
   last_ = now;
   return true;
@@ -24,8 +25,10 @@ bool StepProfile::mark(std::string &error) {
 exec::Executor::InstrHook StepProfile::hook(std::string &error) {
   current_ = -1;
   if (flops_.empty()) // once: the program's counts do not change
-    for (uint32_t i = 0; i < executor_.instrCount(); ++i)
+    for (uint32_t i = 0; i < executor_.instrCount(); ++i) {
       flops_.push_back(executor_.instrFlops(i));
+      bytes_.push_back(executor_.instrBytes(i));
+    }
   return [this, &error](uint32_t index) {
     if (error.empty() && mark(error))
       current_ = index;
@@ -53,14 +56,17 @@ void StepProfile::print(std::FILE *out) const {
     total += entry.seconds;
   std::fprintf(out,
                "profile: %lld step(s), %.2f ms per step (each instruction "
-               "waited for)\n  %-20s %10s %12s %7s %9s\n",
+               "waited for; GB/s counts each argument buffer once)\n"
+               "  %-20s %10s %12s %7s %9s %9s\n",
                (long long)steps_, 1e3 * total / double(steps_), "kernel",
-               "launches", "ms/step", "share", "TFLOP/s");
+               "launches", "ms/step", "share", "GB/s", "TFLOP/s");
   for (const auto &[label, entry] : rows) {
     std::fprintf(out, "  %-20s %10llu %12.3f %6.1f%%", label.c_str(),
                  (unsigned long long)(entry.launches / uint64_t(steps_)),
                  1e3 * entry.seconds / double(steps_),
                  total > 0 ? 100.0 * entry.seconds / total : 0.0);
+    if (entry.seconds > 0)
+      std::fprintf(out, " %9.1f", entry.bytes / entry.seconds * 1e-9);
     if (entry.flops > 0 && entry.seconds > 0)
       std::fprintf(out, " %9.3f", entry.flops / entry.seconds * 1e-12);
     std::fputc('\n', out);

@@ -4,7 +4,9 @@
 // waiting for the backend before and after it (so the numbers are device
 // time plus one launch latency each, and the profiled steps run slower than
 // unprofiled ones), sums per kernel template and prints, after the run, the
-// launches, milliseconds and share of each template per step, and for the
+// launches, milliseconds and share of each template per step, the GB/s of
+// its argument buffers (Executor::instrBytes: each counted once, near the
+// real traffic of the kernels that stream their buffers once), and for the
 // matrix-heavy templates the model TFLOP/s (runtime/exec/KernelFlops.h).
 //
 //===----------------------------------------------------------------------===//
@@ -39,12 +41,14 @@ private:
     uint64_t launches = 0;
     double seconds = 0;
     double flops = 0; ///< of the launches with a count
+    double bytes = 0; ///< Executor::instrBytes
   };
   bool mark(std::string &error);
 
   exec::Executor &executor_;
   std::map<std::string, Entry, std::less<>> byLabel_;
   std::vector<std::optional<double>> flops_; ///< per instruction
+  std::vector<uint64_t> bytes_;              ///< per instruction
   std::chrono::steady_clock::time_point last_;
   int64_t current_ = -1; ///< the instruction being timed, or -1
   int64_t steps_ = 0;
