@@ -217,6 +217,25 @@ uint64_t Executor::instrBytes(uint32_t index) const {
   return bytes;
 }
 
+std::string Executor::instrParams(uint32_t index) const {
+  const fb::Instr &instr = *program_.instrs()->Get(index);
+  if (instr.kind() != fb::InstrKind::Launch)
+    return "";
+  std::string words;
+  const format::KernelParams params = file_.kernelParams(instr.kernel());
+  for (const auto &[name, value] : params.all()) {
+    std::string text;
+    if (const int64_t *number = std::get_if<int64_t>(&value))
+      text = std::to_string(*number);
+    else if (const std::string *string = std::get_if<std::string>(&value))
+      text = *string;
+    else
+      continue;
+    words += (words.empty() ? "" : " ") + name + "=" + text;
+  }
+  return words;
+}
+
 std::optional<uint32_t>
 Executor::findFirstLaunchOf(std::string_view templateName) const {
   const fb::TrainBin &root = file_.root();

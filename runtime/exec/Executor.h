@@ -74,6 +74,10 @@ public:
   /// it streams its buffers once; below it when it reads one again, above
   /// it when it reads only part of one (embedding_fwd's table).
   uint64_t instrBytes(uint32_t index) const;
+  /// The integer and string parameters of instruction `index`'s kernel as
+  /// `name=value` words (the shapes and dtypes that tell launches of one
+  /// template apart); "" for a copy.
+  std::string instrParams(uint32_t index) const;
 
   /// Runs the step program once and waits for it. Fails before running an
   /// instruction at which two live buffers overlap in the arena.

@@ -104,6 +104,7 @@ TEST_F(ExecutorTest, RunsTheStepProgramOnTheCpu) {
   // add(a, b, y): three buffers; mul(y, y, z): y once, and z.
   EXPECT_EQ(executor->instrBytes(0), 3u * 16);
   EXPECT_EQ(executor->instrBytes(1), 2u * 16);
+  EXPECT_EQ(executor->instrParams(1), "n=4");
 }
 
 TEST_F(ExecutorTest, WritesOfTheWrongSizeAreRefused) {

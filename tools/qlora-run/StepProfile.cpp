@@ -2,6 +2,7 @@
 #include "tools/qlora-run/StepProfile.h"
 
 #include <algorithm>
+#include <span>
 #include <vector>
 
 namespace qlora::run {
@@ -17,6 +18,8 @@ bool StepProfile::mark(std::string &error) {
     entry.seconds += std::chrono::duration<double>(now - last_).count();
     entry.flops += flops_[size_t(current_)].value_or(0.0);
     entry.bytes += double(bytes_[size_t(current_)]);
+    seconds_[size_t(current_)] +=
+        std::chrono::duration<double>(now - last_).count();
   }
   last_ = now;
   return true;
@@ -29,6 +32,7 @@ exec::Executor::InstrHook StepProfile::hook(std::string &error) {
       flops_.push_back(executor_.instrFlops(i));
       bytes_.push_back(executor_.instrBytes(i));
     }
+  seconds_.resize(flops_.size());
   return [this, &error](uint32_t index) {
     if (error.empty() && mark(error))
       current_ = index;
@@ -70,6 +74,28 @@ void StepProfile::print(std::FILE *out) const {
     if (entry.flops > 0 && entry.seconds > 0)
       std::fprintf(out, " %9.3f", entry.flops / entry.seconds * 1e-12);
     std::fputc('\n', out);
+  }
+
+  std::vector<uint32_t> slowest;
+  for (uint32_t i = 0; i < seconds_.size(); ++i)
+    if (seconds_[i] > 0)
+      slowest.push_back(i);
+  size_t shown = std::min(kSlowest, slowest.size());
+  std::partial_sort(
+      slowest.begin(), slowest.begin() + ptrdiff_t(shown), slowest.end(),
+      [&](uint32_t a, uint32_t b) { return seconds_[a] > seconds_[b]; });
+  std::fprintf(out, "  slowest launches: instruction, kernel, ms/step, GB/s, "
+                    "TFLOP/s, parameters\n");
+  for (uint32_t i : std::span(slowest).first(shown)) {
+    const double seconds = seconds_[i] / double(steps_);
+    std::fprintf(out, "  #%-6u %-20s %9.3f %9.1f", i,
+                 std::string(executor_.instrLabel(i)).c_str(), 1e3 * seconds,
+                 double(bytes_[i]) / seconds * 1e-9);
+    if (flops_[i])
+      std::fprintf(out, " %9.3f", *flops_[i] / seconds * 1e-12);
+    else
+      std::fprintf(out, " %9s", "-");
+    std::fprintf(out, "  %s\n", executor_.instrParams(i).c_str());
   }
 }
 

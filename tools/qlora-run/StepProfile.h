@@ -7,7 +7,9 @@
 // launches, milliseconds and share of each template per step, the GB/s of
 // its argument buffers (Executor::instrBytes: each counted once, near the
 // real traffic of the kernels that stream their buffers once), and for the
-// matrix-heavy templates the model TFLOP/s (runtime/exec/KernelFlops.h).
+// matrix-heavy templates the model TFLOP/s (runtime/exec/KernelFlops.h);
+// then the slowest single launches with their kernels' parameters, as the
+// launches of one template differ in shape (a projection, the LM head).
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
@@ -33,8 +35,10 @@ public:
   exec::Executor::InstrHook hook(std::string &error);
   /// Attributes the step's last instruction; call after Executor::run.
   bool finishStep(std::string &error);
-  /// The table, per step, most time first.
+  /// The table, per step, most time first; then the kSlowest slowest
+  /// launches.
   void print(std::FILE *out) const;
+  static constexpr size_t kSlowest = 12;
 
 private:
   struct Entry {
@@ -49,6 +53,7 @@ private:
   std::map<std::string, Entry, std::less<>> byLabel_;
   std::vector<std::optional<double>> flops_; ///< per instruction
   std::vector<uint64_t> bytes_;              ///< per instruction
+  std::vector<double> seconds_;              ///< per instruction, all steps
   std::chrono::steady_clock::time_point last_;
   int64_t current_ = -1; ///< the instruction being timed, or -1
   int64_t steps_ = 0;
