@@ -217,6 +217,13 @@ uint64_t Executor::instrBytes(uint32_t index) const {
   return bytes;
 }
 
+std::optional<uint32_t> Executor::instrKernel(uint32_t index) const {
+  const fb::Instr &instr = *program_.instrs()->Get(index);
+  if (instr.kind() != fb::InstrKind::Launch)
+    return std::nullopt;
+  return instr.kernel();
+}
+
 std::string Executor::instrParams(uint32_t index) const {
   const fb::Instr &instr = *program_.instrs()->Get(index);
   if (instr.kind() != fb::InstrKind::Launch)

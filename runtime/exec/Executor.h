@@ -74,6 +74,9 @@ public:
   /// it streams its buffers once; below it when it reads one again, above
   /// it when it reads only part of one (embedding_fwd's table).
   uint64_t instrBytes(uint32_t index) const;
+  /// The kernel instruction `index` launches (its index in train.bin's
+  /// kernels: one per distinct template and parameters); none for a copy.
+  std::optional<uint32_t> instrKernel(uint32_t index) const;
   /// The integer and string parameters of instruction `index`'s kernel as
   /// `name=value` words (the shapes and dtypes that tell launches of one
   /// template apart); "" for a copy.

@@ -105,6 +105,7 @@ TEST_F(ExecutorTest, RunsTheStepProgramOnTheCpu) {
   EXPECT_EQ(executor->instrBytes(0), 3u * 16);
   EXPECT_EQ(executor->instrBytes(1), 2u * 16);
   EXPECT_EQ(executor->instrParams(1), "n=4");
+  EXPECT_EQ(executor->instrKernel(1), 1u);
 }
 
 TEST_F(ExecutorTest, WritesOfTheWrongSizeAreRefused) {

@@ -12,14 +12,11 @@ bool StepProfile::mark(std::string &error) {
     return false;
   auto now = std::chrono::steady_clock::now();
   if (current_ >= 0) {
-    Entry &entry =
-        byLabel_[std::string(executor_.instrLabel(uint32_t(current_)))];
-    entry.launches += 1;
-    entry.seconds += std::chrono::duration<double>(now - last_).count();
-    entry.flops += flops_[size_t(current_)].value_or(0.0);
-    entry.bytes += double(bytes_[size_t(current_)]);
-    seconds_[size_t(current_)] +=
-        std::chrono::duration<double>(now - last_).count();
+    const auto index = size_t(current_);
+    const double seconds = std::chrono::duration<double>(now - last_).count();
+    byLabel_[std::string(executor_.instrLabel(uint32_t(index)))].add(
+        seconds, flops_[index], bytes_[index]);
+    seconds_[index] += seconds;
   }
   last_ = now;
   return true;
@@ -47,6 +44,20 @@ bool StepProfile::finishStep(std::string &error) {
   return true;
 }
 
+void StepProfile::printNumbers(std::FILE *out, const Entry &entry, double total,
+                               bool padFlops) const {
+  std::fprintf(out, " %10llu %12.3f %6.1f%%",
+               (unsigned long long)(entry.launches / uint64_t(steps_)),
+               1e3 * entry.seconds / double(steps_),
+               total > 0 ? 100.0 * entry.seconds / total : 0.0);
+  if (entry.seconds > 0)
+    std::fprintf(out, " %9.1f", entry.bytes / entry.seconds * 1e-9);
+  if (entry.flops > 0 && entry.seconds > 0)
+    std::fprintf(out, " %9.3f", entry.flops / entry.seconds * 1e-12);
+  else if (padFlops)
+    std::fprintf(out, " %9s", "");
+}
+
 void StepProfile::print(std::FILE *out) const {
   if (steps_ == 0)
     return;
@@ -65,37 +76,36 @@ void StepProfile::print(std::FILE *out) const {
                (long long)steps_, 1e3 * total / double(steps_), "kernel",
                "launches", "ms/step", "share", "GB/s", "TFLOP/s");
   for (const auto &[label, entry] : rows) {
-    std::fprintf(out, "  %-20s %10llu %12.3f %6.1f%%", label.c_str(),
-                 (unsigned long long)(entry.launches / uint64_t(steps_)),
-                 1e3 * entry.seconds / double(steps_),
-                 total > 0 ? 100.0 * entry.seconds / total : 0.0);
-    if (entry.seconds > 0)
-      std::fprintf(out, " %9.1f", entry.bytes / entry.seconds * 1e-9);
-    if (entry.flops > 0 && entry.seconds > 0)
-      std::fprintf(out, " %9.3f", entry.flops / entry.seconds * 1e-12);
+    std::fprintf(out, "  %-20s", label.c_str());
+    printNumbers(out, entry, total, /*padFlops=*/false);
     std::fputc('\n', out);
   }
 
-  std::vector<uint32_t> slowest;
+  // The same per kernel instantiation, the slowest first.
+  std::map<uint32_t, Entry> byKernel;
+  std::map<uint32_t, uint32_t> firstLaunch;
   for (uint32_t i = 0; i < seconds_.size(); ++i)
-    if (seconds_[i] > 0)
-      slowest.push_back(i);
-  size_t shown = std::min(kSlowest, slowest.size());
-  std::partial_sort(
-      slowest.begin(), slowest.begin() + ptrdiff_t(shown), slowest.end(),
-      [&](uint32_t a, uint32_t b) { return seconds_[a] > seconds_[b]; });
-  std::fprintf(out, "  slowest launches: instruction, kernel, ms/step, GB/s, "
-                    "TFLOP/s, parameters\n");
-  for (uint32_t i : std::span(slowest).first(shown)) {
-    const double seconds = seconds_[i] / double(steps_);
-    std::fprintf(out, "  #%-6u %-20s %9.3f %9.1f", i,
-                 std::string(executor_.instrLabel(i)).c_str(), 1e3 * seconds,
-                 double(bytes_[i]) / seconds * 1e-9);
-    if (flops_[i])
-      std::fprintf(out, " %9.3f", *flops_[i] / seconds * 1e-12);
-    else
-      std::fprintf(out, " %9s", "-");
-    std::fprintf(out, "  %s\n", executor_.instrParams(i).c_str());
+    if (std::optional<uint32_t> kernel = executor_.instrKernel(i);
+        kernel && seconds_[i] > 0) {
+      byKernel[*kernel].add(seconds_[i], flops_[i], bytes_[i],
+                            uint64_t(steps_));
+      firstLaunch.emplace(*kernel, i);
+    }
+  std::vector<std::pair<uint32_t, Entry>> kernels(byKernel.begin(),
+                                                  byKernel.end());
+  size_t shown = std::min(kSlowest, kernels.size());
+  std::partial_sort(kernels.begin(), kernels.begin() + ptrdiff_t(shown),
+                    kernels.end(), [](const auto &a, const auto &b) {
+                      return a.second.seconds > b.second.seconds;
+                    });
+  std::fprintf(out, "  the %zu slowest of %zu kernel instantiations:\n", shown,
+               kernels.size());
+  for (const auto &[kernel, entry] : std::span(kernels).first(shown)) {
+    const uint32_t first = firstLaunch.at(kernel);
+    std::fprintf(out, "  %-20s",
+                 std::string(executor_.instrLabel(first)).c_str());
+    printNumbers(out, entry, total, /*padFlops=*/true);
+    std::fprintf(out, "  %s\n", executor_.instrParams(first).c_str());
   }
 }
 

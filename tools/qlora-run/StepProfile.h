@@ -8,8 +8,8 @@
 // its argument buffers (Executor::instrBytes: each counted once, near the
 // real traffic of the kernels that stream their buffers once), and for the
 // matrix-heavy templates the model TFLOP/s (runtime/exec/KernelFlops.h);
-// then the slowest single launches with their kernels' parameters, as the
-// launches of one template differ in shape (a projection, the LM head).
+// then the same per kernel instantiation (template and parameters: one
+// projection's shape, the LM head), the slowest first.
 //
 //===----------------------------------------------------------------------===//
 #ifndef QLORACC_TOOLS_QLORA_RUN_STEPPROFILE_H
@@ -36,12 +36,21 @@ public:
   /// Attributes the step's last instruction; call after Executor::run.
   bool finishStep(std::string &error);
   /// The table, per step, most time first; then the kSlowest slowest
-  /// launches.
+  /// kernel instantiations.
   void print(std::FILE *out) const;
-  static constexpr size_t kSlowest = 12;
+  static constexpr size_t kSlowest = 15;
 
 private:
   struct Entry {
+    /// Adds `runs` runs of an instruction, `seconds` in all.
+    void add(double seconds, std::optional<double> instrFlops,
+             uint64_t instrBytes, uint64_t runs = 1) {
+      launches += runs;
+      this->seconds += seconds;
+      flops += instrFlops.value_or(0.0) * double(runs);
+      bytes += double(instrBytes) * double(runs);
+    }
+
     uint64_t launches = 0;
     double seconds = 0;
     double flops = 0; ///< of the launches with a count
@@ -54,6 +63,10 @@ private:
   std::vector<std::optional<double>> flops_; ///< per instruction
   std::vector<uint64_t> bytes_;              ///< per instruction
   std::vector<double> seconds_;              ///< per instruction, all steps
+  /// Prints `entry`'s launches and ms per step, share of `total` seconds,
+  /// GB/s and TFLOP/s (blank when it has no count and `padFlops`).
+  void printNumbers(std::FILE *out, const Entry &entry, double total,
+                    bool padFlops) const;
   std::chrono::steady_clock::time_point last_;
   int64_t current_ = -1; ///< the instruction being timed, or -1
   int64_t steps_ = 0;
