@@ -88,6 +88,23 @@ print(sum(r.get("status") == "ok" for r in runs), "of", len(runs))' \
 
   tar -C "$logs" -czf "$out/logs.tar.gz" . &&
     echo "device-check: logs in $out/logs.tar.gz"
+
+  # A recap at the end, so that the last lines of the output (all a
+  # caller may see) hold the results: each program's time per kernel
+  # template, the GEMM references, then the checks and the table.
+  echo
+  echo "=== device-check: recap"
+  for profile in "$logs"/bench/profile-*.txt; do
+    [ -f "$profile" ] || continue
+    echo "--- $(basename "$profile" .txt)"
+    sed '/slowest of/q' "$profile"
+  done
+  cat "$logs"/bench/gemm-*/gemm.md 2>/dev/null
+  # From a copy: the log grows with what this prints.
+  cp "$out/device-check.log" "$logs/console-so-far.log"
+  grep -E '^(\[  (PASSED|FAILED)  \]|PASS: |FAIL: |(memcheck|racecheck|gpu-check): |device-check: (gpu-check|bench/step))' \
+    "$logs/console-so-far.log" || true
+  cat "$out/step.md" 2>/dev/null
   echo "device-check: gpu-check $([ $checkStatus -eq 0 ] && echo PASS || echo FAIL)," \
     "bench/step $([ $benchStatus -eq 0 ] && echo "done (${runs:-0 of ?} runs ok)" || echo "FAILED (${runs:-0 of ?} runs ok)")," \
     "$((SECONDS - start)) s"
