@@ -102,7 +102,7 @@ print(sum(r.get("status") == "ok" for r in runs), "of", len(runs))' \
   cat "$logs"/bench/gemm-*/gemm.md 2>/dev/null
   # From a copy: the log grows with what this prints.
   cp "$out/device-check.log" "$logs/console-so-far.log"
-  grep -E '^(\[  (PASSED|FAILED)  \]|PASS: |FAIL: |(memcheck|racecheck|gpu-check): |device-check: (gpu-check|bench/step))' \
+  grep -E '^(\[  (PASSED|FAILED)  \] [0-9]+ tests?[,.]|PASS: |FAIL: |(memcheck|racecheck|gpu-check): |device-check: (gpu-check|bench/step))' \
     "$logs/console-so-far.log" || true
   cat "$out/step.md" 2>/dev/null
   echo "device-check: gpu-check $([ $checkStatus -eq 0 ] && echo PASS || echo FAIL)," \

@@ -32,6 +32,9 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 STAGE=$ROOT/.bench-step
 SPLIT=$ROOT/.bench-step-hf
+# Each program's CUDA sources (--dump-kernels), not carried: for the launch
+# check below and for dry runs on the emulated driver (QLORA_CUDA_EMU_KERNELS).
+KERNELS=$ROOT/.bench-step-kernels
 BUILD=${BUILD_DIR:-$ROOT/build}
 PRESETS=${PRESETS:-llama2-7b llama3-8b}
 SEQ=${SEQ:-2048}
@@ -61,10 +64,10 @@ done
 exclude=$(git -C "$ROOT" rev-parse --git-path info/exclude)
 case "$exclude" in /*) ;; *) exclude=$ROOT/$exclude ;; esac
 mkdir -p "$(dirname "$exclude")"
-for folder in /.bench-step/ /.bench-step-hf/; do
+for folder in /.bench-step/ /.bench-step-hf/ /.bench-step-kernels/; do
   grep -qx "$folder" "$exclude" 2>/dev/null || echo "$folder" >>"$exclude"
 done
-rm -rf "$STAGE" "$SPLIT" && mkdir -p "$STAGE/lib" "$STAGE/whl"
+rm -rf "$STAGE" "$SPLIT" "$KERNELS" && mkdir -p "$STAGE/lib" "$STAGE/whl"
 work=$(mktemp -d /tmp/bench-step.XXXXXX)
 trap 'rm -rf "$work"' EXIT
 
@@ -77,7 +80,7 @@ compile() { # program, preset, extra qloracc flags...
   shift 2
   # shellcheck disable=SC2086 # QLORACC_FLAGS is a list of flags
   if ! "$BUILD/bin/qloracc" "$work/$preset.mlir" $QLORACC_FLAGS "$@" \
-    --no-summary --dump-kernels "$work/$program-kernels" \
+    --no-summary --dump-kernels "$KERNELS/$program" \
     -o "$STAGE/$program.train.bin" 2>"$work/qloracc.err"; then
     cat "$work/qloracc.err" >&2
     fail "qloracc $QLORACC_FLAGS $* could not compile $preset (is this" \
@@ -127,7 +130,7 @@ if [ "${CHECK_LAUNCHES:-1}" = 1 ]; then
     fail "no $emulator/libcuda.so.1 to check the launches with (build qlora-cuda-emulator, or CHECK_LAUNCHES=0)"
   for program in "${programs[@]}"; do
     if ! LD_LIBRARY_PATH=$emulator QLORA_CUDA_EMU_LAUNCH=check \
-      QLORA_CUDA_EMU_KERNELS=$work/$program-kernels QLORA_CUDA_EMU_MEMORY=80G \
+      QLORA_CUDA_EMU_KERNELS=$KERNELS/$program QLORA_CUDA_EMU_MEMORY=80G \
       "$BUILD/bin/qlora-run" "$STAGE/$program.train.bin" --data "$STAGE/tokens.u16" \
       --steps 2 --device cuda --no-progress >"$work/check.log" 2>&1; then
       cat "$work/check.log" >&2
