@@ -225,6 +225,14 @@ def QloraRematPass : Pass<"qlora-remat", "::mlir::ModuleOp"> {
            /*default=*/"\"f32\"",
            "With policy=budget: the activation type the step will be "
            "lowered with (as --qlora-lower-to-qrt's)">,
+    Option<"nf4Gemm", "nf4-gemm", "::mlir::qlora::Nf4Gemm",
+           /*default=*/"::mlir::qlora::Nf4Gemm::fused",
+           "With policy=budget: how the step will be lowered to read NF4 "
+           "weights (as --qlora-lower-to-qrt's; dequantize adds workspaces)",
+           [{::llvm::cl::values(
+             clEnumValN(::mlir::qlora::Nf4Gemm::fused, "fused", "fused"),
+             clEnumValN(::mlir::qlora::Nf4Gemm::dequantize, "dequantize",
+                        "dequantize"))}]>,
     Option<"report", "report", "bool", /*default=*/"false",
            "Print what was recomputed and what it costs">,
   ];

@@ -151,6 +151,7 @@ private:
     OpPassManager pm(ModuleOp::getOperationName());
     QloraLowerToQrtPassOptions lowering;
     lowering.activationType = activationType;
+    lowering.nf4Gemm = nf4Gemm;
     pm.addPass(createQloraLowerToQrtPass(lowering));
     pm.addPass(createQrtPlanMemoryPass());
     std::optional<int64_t> peak;

@@ -46,6 +46,7 @@ void qloracc::buildRematPipeline(OpPassManager &pm,
     return;
   qlora::QloraRematPassOptions remat = *options.remat;
   remat.activationType = options.lowering.activationType;
+  remat.nf4Gemm = options.lowering.nf4Gemm;
   pm.addPass(options.rematReport
                  ? qlora::createQloraRematPass(remat, *options.rematReport)
                  : qlora::createQloraRematPass(remat));

@@ -81,7 +81,7 @@ void buildQuantizePipeline(mlir::OpPassManager &pm,
                            const PipelineOptions &options);
 
 /// Stage 3: --qlora-remat (when options.remat is set), evaluated with the
-/// lowering's activation type.
+/// lowering's activation type and NF4 GEMM form.
 void buildRematPipeline(mlir::OpPassManager &pm,
                         const PipelineOptions &options);
 
