@@ -299,10 +299,10 @@ def QloraLowerToQrtPass : Pass<"qlora-lower-to-qrt", "::mlir::ModuleOp"> {
       the same mask.
 
     Errors: an unknown `activation-type`, an op without a lowering, dynamic
-    shapes, integer tensors other
-    than i32, a shape-only `qlora.weight`, LoRA dropout > 0 without a
-    `dropout_stream`, a lora_param lora_a or an i64 `step` input, and
-    arguments or results without a `qlora.input`/`qlora.output` name.
+    shapes, integer tensors other than i32, a shape-only `qlora.weight`,
+    LoRA dropout > 0 without a `dropout_stream`, a lora_param lora_a or an
+    i64 `step` input, and arguments or results without a
+    `qlora.input`/`qlora.output` name.
 
     ```
     $ qlora-opt model.mlir --qlora-build-training-step --qlora-lower-to-qrt
