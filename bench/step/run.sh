@@ -44,7 +44,13 @@ fi
 export PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
   echo "bench/step: nvidia-smi failed; no memory samples"
-cat "$STAGE/manifest.txt" 2>/dev/null || cat "$HF_STAGE/manifest.txt" 2>/dev/null || true
+manifest=$STAGE/manifest.txt
+[ -f "$manifest" ] || manifest=$HF_STAGE/manifest.txt
+cat "$manifest" 2>/dev/null || true
+field() { sed -n "s/^$1: *//p" "$manifest" 2>/dev/null; }
+presets=$(field presets)
+variants=$(field variants)
+seq=$(field seq | sed 's/[^0-9].*//')
 RESULTS=${OUT:-$STAGE/results}
 mkdir -p "$RESULTS"
 status=0
@@ -54,23 +60,18 @@ python3 bench/step/measure.py --mode "$MODE" --stage "$STAGE" \
   status=$?
 # Where qlora-run's step time goes (PROFILE=0 skips it): 3 steps, the last
 # two profiled, per kernel template; PROFILE_BUDGET_S (default 240) bounds
-# them all. The presets first, then their variants (preset.variant).
-if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ]; then
-  bins=()
-  for pass in preset variant; do
-    for bin in "$STAGE"/*.train.bin; do
-      case "$pass:$(basename "$bin" .train.bin)" in
-      preset:*.*) ;;
-      preset:* | variant:*.*) bins+=("$bin") ;;
-      esac
-    done
+# them all. The presets first, then their variants (preset.variant), in
+# measure.py's order.
+if [ "$MODE" != hf ] && [ "${PROFILE:-1}" = 1 ] && [ -n "$presets" ]; then
+  read -ra programs <<<"$presets"
+  for variant in $variants; do
+    for preset in $presets; do programs+=("$preset.$variant"); done
   done
-  limit=$((${PROFILE_BUDGET_S:-240} / ${#bins[@]}))
+  limit=$((${PROFILE_BUDGET_S:-240} / ${#programs[@]}))
   [ $limit -gt 120 ] && limit=120
-  for bin in "${bins[@]}"; do
-    name=$(basename "$bin" .train.bin)
+  for name in "${programs[@]}"; do
     LD_LIBRARY_PATH=$STAGE/lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH} \
-      timeout "$limit" "$STAGE/qlora-run" "$bin" --data "$STAGE/tokens.u16" \
+      timeout "$limit" "$STAGE/qlora-run" "$STAGE/$name.train.bin" --data "$STAGE/tokens.u16" \
       --steps 3 --device "${DEVICE:-cuda}" --no-progress --profile \
       2>&1 | sed -n '/^profile:/,$p' | tee "$RESULTS/profile-$name.txt" || true
   done
@@ -79,12 +80,11 @@ fi
 # this GPU (bench/step/gemm_reference.py; GEMM_REFERENCE=0 skips it), to
 # set against the profiles' linear TFLOP/s; GEMM_BUDGET_S (default 60)
 # bounds them all.
-if [ "$MODE" != ours ] && [ "${GEMM_REFERENCE:-1}" = 1 ]; then
-  presets=$(sed -n 's/^presets: *//p' "$HF_STAGE/manifest.txt" 2>/dev/null)
-  count=$(echo $presets | wc -w)
+if [ "$MODE" != ours ] && [ "${GEMM_REFERENCE:-1}" = 1 ] && [ -n "$presets" ]; then
+  count=$(wc -w <<<"$presets")
   for preset in $presets; do
     timeout $((${GEMM_BUDGET_S:-60} / count)) python3 bench/step/gemm_reference.py \
-      --preset "$preset" --seq "$(sed -n 's/^seq: *\([0-9]*\).*/\1/p' "$HF_STAGE/manifest.txt")" \
+      --preset "$preset" --seq "${seq:-2048}" \
       --device "${DEVICE:-cuda}" --out "$RESULTS/gemm-$preset" ||
       echo "bench/step: gemm_reference $preset failed or ran out of time"
   done
