@@ -183,22 +183,25 @@ bool Executor::read(uint32_t index, std::span<std::byte> bytes,
 
 uint32_t Executor::instrCount() const { return program_.instrs()->size(); }
 
-std::string_view Executor::instrLabel(uint32_t index) const {
-  const fb::Instr &instr = *program_.instrs()->Get(index);
-  if (instr.kind() != fb::InstrKind::Launch)
-    return "copy";
-  return file_.root()
-      .kernels()
-      ->Get(instr.kernel())
-      ->template_name()
-      ->string_view();
-}
-
-std::optional<double> Executor::instrFlops(uint32_t index) const {
+std::optional<uint32_t> Executor::instrKernel(uint32_t index) const {
   const fb::Instr &instr = *program_.instrs()->Get(index);
   if (instr.kind() != fb::InstrKind::Launch)
     return std::nullopt;
-  return modelFlops(instrLabel(index), file_.kernelParams(instr.kernel()));
+  return instr.kernel();
+}
+
+std::string_view Executor::instrLabel(uint32_t index) const {
+  std::optional<uint32_t> kernel = instrKernel(index);
+  if (!kernel)
+    return "copy";
+  return file_.root().kernels()->Get(*kernel)->template_name()->string_view();
+}
+
+std::optional<double> Executor::instrFlops(uint32_t index) const {
+  std::optional<uint32_t> kernel = instrKernel(index);
+  if (!kernel)
+    return std::nullopt;
+  return modelFlops(instrLabel(index), file_.kernelParams(*kernel));
 }
 
 uint64_t Executor::instrBytes(uint32_t index) const {
@@ -217,19 +220,12 @@ uint64_t Executor::instrBytes(uint32_t index) const {
   return bytes;
 }
 
-std::optional<uint32_t> Executor::instrKernel(uint32_t index) const {
-  const fb::Instr &instr = *program_.instrs()->Get(index);
-  if (instr.kind() != fb::InstrKind::Launch)
-    return std::nullopt;
-  return instr.kernel();
-}
-
 std::string Executor::instrParams(uint32_t index) const {
-  const fb::Instr &instr = *program_.instrs()->Get(index);
-  if (instr.kind() != fb::InstrKind::Launch)
+  std::optional<uint32_t> kernel = instrKernel(index);
+  if (!kernel)
     return "";
   std::string words;
-  const format::KernelParams params = file_.kernelParams(instr.kernel());
+  const format::KernelParams params = file_.kernelParams(*kernel);
   for (const auto &[name, value] : params.all()) {
     std::string text;
     if (const int64_t *number = std::get_if<int64_t>(&value))
